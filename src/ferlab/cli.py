@@ -1,0 +1,60 @@
+"""The ``ferlab`` command. Each area registers its own subcommands (``register(sub)`` in its
+``cli`` module), so this file only dispatches and turns user errors into one-line messages."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import FerlabError
+
+_MODULES = (
+    "ferlab.training.cli",  # train
+    "ferlab.data.cli",  # data check
+    "ferlab.evaluation.cli",  # evaluate
+    "ferlab.explain.cli",  # gradcam
+    "ferlab.experiments.cli",  # experiments
+    "ferlab.inference.cli",  # predict, video, live, export
+    "ferlab.serving.cli",  # serve
+    "ferlab.hub_cli",  # models, demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="ferlab", description="Real-time facial emotion recognition "
+                                     "(FER2013, 7 classes): train, evaluate, explain, run live.")
+    parser.add_argument("--version", action="version", version=f"ferlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # area not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except FerlabError as exc:
+        print(f"ferlab {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"ferlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
