@@ -125,7 +125,7 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(node.get(k), dict):
                 raise FerlabError(f"unknown config key {'.'.join(keys)!r}")
             node = node[k]
-        if keys[-1] not in node:
+        if keys[-1] not in node and keys[:-1] != ["model"]:  # model options vary by architecture
             raise FerlabError(f"unknown config key {'.'.join(keys)!r}")
         node[keys[-1]] = value
     return cfg
@@ -148,6 +148,8 @@ def make_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def _check_known(over: dict[str, Any], ref: dict[str, Any], where: str, prefix: str = "") -> None:
     for key, value in over.items():
+        if prefix == "model.":
+            continue  # each architecture takes its own options; the model factory checks them
         if key not in ref:
             raise FerlabError(f"unknown config key {prefix + key!r} in {where}")
         if isinstance(value, dict) and isinstance(ref[key], dict):

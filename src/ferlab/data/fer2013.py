@@ -13,6 +13,7 @@ import csv
 import hashlib
 import os
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,13 @@ def load_fer2013(root: str | os.PathLike[str], *, skip_bad: bool = False,
     key = _fingerprint(root)
     cdir = Path(cache_dir or os.environ.get("FERLAB_CACHE", Path.home() / ".cache" / "ferlab")) / key
     if cache and (cdir / "labels.npy").is_file():
-        return _load_cache(cdir, str(root))
+        data = _load_cache(cdir, str(root))
+        if data.skipped and not skip_bad:
+            # The cache was written by a --skip-bad load; without the flag the answer must be
+            # the same error as decoding would give, not a silently smaller dataset.
+            more = f" and {len(data.skipped) - 1} more" if len(data.skipped) > 1 else ""
+            raise FerlabError(f"{data.skipped[0]}{more} (use --skip-bad to skip such images)")
+        return data
     data = _read_csv(root, skip_bad) if root.is_file() else _read_folders(root, skip_bad)
     if cache:
         try:
@@ -123,11 +130,11 @@ def _fingerprint(root: Path) -> str:
         h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     else:
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for fn in sorted(filenames):
+            dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+            for fn in sorted(f for f in filenames if not _hidden(f)):
                 st = os.stat(os.path.join(dirpath, fn))
                 h.update(f"{dirpath}/{fn}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return "v1-" + h.hexdigest()[:16]
+    return "v2-" + h.hexdigest()[:16]  # v2: the cache also records skipped files
 
 
 def _save_cache(cdir: Path, data: FerData) -> None:
@@ -135,6 +142,7 @@ def _save_cache(cdir: Path, data: FerData) -> None:
     for name, arr in (("images", data.images), ("usage", data.usage)):
         write_with(cdir / f"{name}.npy", lambda p, a=arr: np.save(open(p, "wb"), a))
     write_with(cdir / "names.txt", lambda p: Path(p).write_text("\n".join(data.names)))
+    write_with(cdir / "skipped.txt", lambda p: Path(p).write_text("\n".join(data.skipped)))
     # labels last: its presence marks a complete cache
     write_with(cdir / "labels.npy", lambda p: np.save(open(p, "wb"), data.labels))
 
@@ -146,7 +154,12 @@ def _load_cache(cdir: Path, source: str) -> FerData:
         usage=np.load(cdir / "usage.npy"),
         names=(cdir / "names.txt").read_text().split("\n"),
         source=source,
+        skipped=[line for line in _read_lines(cdir / "skipped.txt") if line],
     )
+
+
+def _read_lines(path: Path) -> list[str]:
+    return path.read_text().split("\n") if path.is_file() else []
 
 
 def _bad(msg: str, skip_bad: bool, skipped: list[str]) -> None:
@@ -155,24 +168,47 @@ def _bad(msg: str, skip_bad: bool, skipped: list[str]) -> None:
     skipped.append(msg)
 
 
+def _hidden(name: str) -> bool:
+    """Dot-files and OS metadata (``.DS_Store``, macOS ``._x.jpg`` forks, ``__MACOSX``,
+    ``.ipynb_checkpoints``) are never data; treating them as images would fail for no reason."""
+    return name.startswith(".") or name in ("__MACOSX", "Thumbs.db", "desktop.ini")
+
+
 def _read_folders(root: Path, skip_bad: bool) -> FerData:
     import cv2  # local: importing OpenCV costs ~0.2 s, and cached loads never need it
 
     split_dirs = [d for d in ("train", "test") if (root / d).is_dir()]
     if "train" not in split_dirs:
+        if any((root / c).is_dir() for c in CLASS_NAMES):
+            raise FerlabError(f"{root} holds class folders directly; give the folder above it, "
+                              f"the one that holds train/ and test/")
         raise FerlabError(f"{root} has no train/ folder: expected {root}/train/<class>/*.jpg "
                           f"(Kaggle layout) or a fer2013.csv file")
     images, labels, usage, names, skipped = [], [], [], [], []
     for split in split_dirs:
-        for cdir in sorted(p for p in (root / split).iterdir() if p.is_dir()):
+        entries = sorted(p for p in (root / split).iterdir() if not _hidden(p.name))
+        loose = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+        if loose:
+            raise FerlabError(f"image {loose[0]} lies directly in {split}/: every image must be in a "
+                              f"class folder, {root}/{split}/<class>/ with <class> one of "
+                              f"{', '.join(CLASS_NAMES)}")
+        for cdir in (p for p in entries if p.is_dir()):
             cname = cdir.name.lower()
             if cname not in CLASS_NAMES:
-                raise FerlabError(f"unknown class folder {cdir} (expected one of {', '.join(CLASS_NAMES)})")
+                n = sum(1 for f in cdir.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+                _bad(f"unknown class folder {cdir} ({n} images; expected one of {', '.join(CLASS_NAMES)})",
+                     skip_bad, skipped)
+                continue
             label = CLASS_NAMES.index(cname)
             for f in sorted(cdir.iterdir()):
-                if f.suffix.lower() not in IMAGE_EXTS:
+                if _hidden(f.name) or f.suffix.lower() not in IMAGE_EXTS:
                     continue
-                img = cv2.imdecode(np.fromfile(f, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+                try:
+                    buf = np.fromfile(f, dtype=np.uint8)
+                except OSError as exc:
+                    _bad(f"cannot read image {f}: {exc.strerror}", skip_bad, skipped)
+                    continue
+                img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if buf.size else None
                 if img is None:
                     _bad(f"unreadable or corrupt image: {f}", skip_bad, skipped)
                     continue
@@ -207,19 +243,32 @@ def _usage_of(filename: str, split: str) -> int:
     return -1
 
 
+def _rows(reader: csv.DictReader, path: Path) -> Iterator[dict[str, str]]:
+    """Stream the rows (the real CSV is 290 MB) but turn a binary or broken file into a
+    FerlabError instead of a traceback."""
+    try:
+        yield from reader
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise FerlabError(f"{path} is not a readable CSV file: {exc}") from None
+
+
 def _read_csv(path: Path, skip_bad: bool) -> FerData:
     images, labels, usage, names, skipped = [], [], [], [], []
     try:
-        fh = open(path, newline="")
+        fh = open(path, newline="", encoding="utf-8")
     except OSError as exc:
         raise FerlabError(f"cannot read {path}: {exc.strerror}") from None
     with fh:
         reader = csv.DictReader(fh)
         need = {"emotion", "pixels", "Usage"}
-        if reader.fieldnames is None or not need <= set(reader.fieldnames):
+        try:
+            fieldnames = reader.fieldnames
+        except (UnicodeDecodeError, csv.Error):
+            fieldnames = None
+        if fieldnames is None or not need <= set(fieldnames):
             raise FerlabError(f"{path} is not a FER2013 CSV: expected columns emotion,pixels,Usage, "
-                              f"found {reader.fieldnames}")
-        for row_no, row in enumerate(reader, start=2):
+                              f"found {fieldnames}")
+        for row_no, row in enumerate(_rows(reader, path), start=2):
             where = f"{path} line {row_no}"
             try:
                 emo = int(row["emotion"])
@@ -233,8 +282,12 @@ def _read_csv(path: Path, skip_bad: bool) -> FerData:
             except (AttributeError, ValueError):
                 _bad(f"{where}: pixels are not integers", skip_bad, skipped)
                 continue
-            if px.size != IMAGE_SIZE * IMAGE_SIZE or px.min(initial=0) < 0 or px.max(initial=0) > 255:
-                _bad(f"{where}: expected 2304 pixel values in 0-255, found {px.size}", skip_bad, skipped)
+            if px.size != IMAGE_SIZE * IMAGE_SIZE:
+                _bad(f"{where}: expected {IMAGE_SIZE * IMAGE_SIZE} pixel values (48x48), found {px.size}",
+                     skip_bad, skipped)
+                continue
+            if px.min() < 0 or px.max() > 255:
+                _bad(f"{where}: pixel values must lie in 0-255, found {px.min()}..{px.max()}", skip_bad, skipped)
                 continue
             if row["Usage"] not in USAGES:
                 _bad(f"{where}: Usage {row['Usage']!r} is not one of {', '.join(USAGES)}", skip_bad, skipped)

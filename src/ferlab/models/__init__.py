@@ -60,6 +60,26 @@ register("resnet18")(_resnet("resnet18"))
 register("resnet50")(_resnet("resnet50"))
 
 
+@register("efficientnet_lite0")
+def _efficientnet_lite0(pretrained: str = "none", head: Any = (256,), dropout: Any = (0.5, 0.25),
+                        in_chans: int = 1, stem: str = "thesis", stem_stride: int | None = None,
+                        drop_connect: float = 0.2, **extra: Any) -> nn.Module:
+    """``stem`` keeps the ResNet vocabulary of the config: ``thesis`` = the FER stem (1-channel,
+    stride 1, more resolution at 48x48), ``original`` = ImageNet's stride 2; ``stem_stride``
+    overrides the stride alone."""
+    from .efficientnet_lite import FerEfficientNetLite0, load_imagenet
+
+    _no_extra("efficientnet_lite0", extra)
+    if stem not in ("thesis", "original"):
+        raise FerlabError(f"unknown stem {stem!r}; choose thesis or original")
+    stride = stem_stride if stem_stride is not None else (1 if stem == "thesis" else 2)
+    model = FerEfficientNetLite0(in_chans=in_chans, stem_stride=stride, drop_connect=drop_connect,
+                                 head=head, dropout=dropout)
+    if pretrained != "none":
+        load_imagenet(model, None if pretrained == "imagenet" else pretrained)
+    return model
+
+
 @register("scratch_cnn")
 def _scratch(pretrained: str = "none", **extra: Any) -> nn.Module:
     from .scratch_cnn import ScratchCNN

@@ -1,0 +1,138 @@
+"""Temporal smoothing of per-frame probabilities (thesis section 4.12, Eq. 26).
+
+Raw per-frame predictions flicker (Table 5: N=1 is "very jittery"). Every smoother here keeps
+its state per key (a track id), so two people never share a history. ``SharedBufferSmoother``
+is the exception on purpose: it is Algorithm 1 of the thesis verbatim (one buffer for every
+face of every frame), kept so Experiment 15 can be reproduced and compared.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Hashable, Protocol
+
+import numpy as np
+
+from ..errors import FerlabError
+
+SMOOTHING_MODES = ("window", "ema", "none", "shared")
+
+
+class Smoother(Protocol):
+    name: str
+
+    def update(self, key: Hashable, probs: np.ndarray) -> np.ndarray | None:
+        """Add this frame's probabilities for ``key``; return the smoothed ones (None = off)."""
+        ...
+
+    def forget(self, key: Hashable) -> None:
+        """Drop a finished track's history (keeps memory flat on long videos)."""
+        ...
+
+    def reset(self) -> None: ...
+
+
+class WindowSmoother:
+    """Mean of the last ``n`` distributions of a track (Eq. 26). The mean of points on the
+    simplex stays on the simplex, so the result is still a distribution."""
+
+    name = "window"
+
+    def __init__(self, n: int = 10) -> None:
+        if n < 1:
+            raise FerlabError(f"smoothing window must be >= 1, got {n}")
+        self.n = int(n)
+        self._buffers: dict[Hashable, deque[np.ndarray]] = {}
+
+    def update(self, key: Hashable, probs: np.ndarray) -> np.ndarray:
+        buf = self._buffers.setdefault(key, deque(maxlen=self.n))
+        buf.append(np.asarray(probs, np.float64))
+        return np.mean(buf, axis=0)
+
+    def forget(self, key: Hashable) -> None:
+        self._buffers.pop(key, None)
+
+    def reset(self) -> None:
+        self._buffers.clear()
+
+
+class EmaSmoother:
+    """Exponential moving average ``s = a p + (1 - a) s``, starting at the first frame.
+
+    Reacts to a change of expression without the hard N-frame delay of the window and needs
+    no buffer. The default ``alpha = 2 / (N + 1)`` gives the same mean age of the data
+    ((N - 1) / 2 frames) as a window of N, so the two modes are comparable.
+    """
+
+    name = "ema"
+
+    def __init__(self, alpha: float | None = None, window: int = 10) -> None:
+        alpha = 2.0 / (window + 1) if alpha is None else float(alpha)
+        if not 0 < alpha <= 1:
+            raise FerlabError(f"EMA alpha must be in (0, 1], got {alpha}")
+        self.alpha = alpha
+        self._state: dict[Hashable, np.ndarray] = {}
+
+    def update(self, key: Hashable, probs: np.ndarray) -> np.ndarray:
+        p = np.asarray(probs, np.float64)
+        prev = self._state.get(key)
+        s = p.copy() if prev is None else self.alpha * p + (1.0 - self.alpha) * prev
+        self._state[key] = s
+        return s
+
+    def forget(self, key: Hashable) -> None:
+        self._state.pop(key, None)
+
+    def reset(self) -> None:
+        self._state.clear()
+
+
+class NoSmoother:
+    """Raw per-frame predictions (``smoothed`` is null in the output)."""
+
+    name = "none"
+
+    def update(self, key: Hashable, probs: np.ndarray) -> None:
+        return None
+
+    def forget(self, key: Hashable) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+
+class SharedBufferSmoother:
+    """The thesis's Algorithm 1, lines 2 and 12-13: ONE buffer of the last ``n`` distributions
+    of all faces, appended face by face in detection order; each face shows the mean of the
+    buffer right after its own append. With several people this mixes their emotions, which
+    is why it is not the default."""
+
+    name = "shared"
+
+    def __init__(self, n: int = 10) -> None:
+        if n < 1:
+            raise FerlabError(f"smoothing window must be >= 1, got {n}")
+        self.n = int(n)
+        self._buffer: deque[np.ndarray] = deque(maxlen=self.n)
+
+    def update(self, key: Hashable, probs: np.ndarray) -> np.ndarray:
+        self._buffer.append(np.asarray(probs, np.float64))
+        return np.mean(self._buffer, axis=0)
+
+    def forget(self, key: Hashable) -> None:
+        pass  # one buffer for everyone: nothing per face to drop
+
+    def reset(self) -> None:
+        self._buffer.clear()
+
+
+def make_smoother(mode: str = "window", window: int = 10, ema_alpha: float | None = None) -> Smoother:
+    if mode == "window":
+        return WindowSmoother(window)
+    if mode == "ema":
+        return EmaSmoother(ema_alpha, window)
+    if mode == "none":
+        return NoSmoother()
+    if mode == "shared":
+        return SharedBufferSmoother(window)
+    raise FerlabError(f"unknown smoothing {mode!r}; choose one of {', '.join(SMOOTHING_MODES)}")

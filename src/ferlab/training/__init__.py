@@ -1,0 +1,1 @@
+"""Training: loss (Eq. 15), batched augmentation, schedules and the training loop."""

@@ -1,0 +1,29 @@
+"""Learning rate as a pure function of training progress (Eq. 19 and Exp. 11).
+
+A pure function, rather than a stateful ``lr_scheduler`` object, makes resuming exact for
+free: the LR of epoch t never depends on what happened before the restart.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def lr_at(cfg: dict[str, Any], epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+    """LR for batch ``step`` of 0-based ``epoch``; cosine is per epoch as in Eq. (19)."""
+    t = cfg["train"]
+    lr_max, epochs = float(t["lr"]), int(t["epochs"])
+    kind = t["scheduler"]
+    if kind == "cosine":
+        lr = float(t["eta_min"]) + 0.5 * (lr_max - float(t["eta_min"])) * (1 + math.cos(math.pi * epoch / epochs))
+    elif kind == "step":
+        lr = lr_max * float(t["gamma"]) ** (epoch // int(t["step_size"]))
+    elif kind == "none":
+        lr = lr_max
+    else:
+        raise ValueError(f"unknown scheduler {kind!r} (cosine, step, none)")
+    warm = float(t.get("warmup_epochs") or 0)
+    progress = epoch + step / max(steps_per_epoch, 1)
+    if warm > 0 and progress < warm:
+        lr *= (progress + 1.0 / max(steps_per_epoch, 1)) / warm
+    return lr
