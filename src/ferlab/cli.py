@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # area not built yet
+            if exc.name and name.startswith(exc.name):  # area not built (or not installed) yet
                 continue
             raise
         module.register(sub)

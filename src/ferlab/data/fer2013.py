@@ -101,6 +101,10 @@ def load_fer2013(root: str | os.PathLike[str], *, skip_bad: bool = False,
     root = Path(root).expanduser()
     if not root.exists():
         raise FerlabError(f"data path not found: {root} (expected fer2013.csv or a folder with train/ and test/)")
+    from .packed import is_packed, load_packed
+
+    if is_packed(root):  # one-file pack made by scripts/pack_data.py (GPU machines)
+        return load_packed(root)
     if root.is_dir() and (root / "fer2013.csv").is_file() and not (root / "train").is_dir():
         root = root / "fer2013.csv"
     key = _fingerprint(root)
