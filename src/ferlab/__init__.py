@@ -14,4 +14,27 @@ def train(config: dict, **kwargs):  # noqa: ANN001, ANN201 - mirrors `ferlab tra
     return _train(config, **kwargs)
 
 
-__all__ = ["CLASS_NAMES", "MEAN", "NUM_CLASSES", "STD", "FerlabError", "__version__", "train"]
+def evaluate(model=None, data=None, **kwargs):  # noqa: ANN001, ANN201 - mirrors `ferlab evaluate`
+    """Evaluate a checkpoint on a FER2013 split (see :func:`ferlab.evaluation.run.evaluate`)."""
+    from .evaluation.run import evaluate as _evaluate
+
+    return _evaluate(model, data, **kwargs)
+
+
+def gradcam(inputs, model=None, **kwargs):  # noqa: ANN001, ANN201 - mirrors `ferlab gradcam`
+    """Grad-CAM overlays for face crops or photos (see :func:`ferlab.explain.images.gradcam`)."""
+    from .explain.images import gradcam as _gradcam
+
+    return _gradcam(inputs, model, **kwargs)
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy, so `import ferlab` stays free of torch/OpenCV
+    if name == "Recognizer":
+        from .inference.recognizer import Recognizer
+
+        return Recognizer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["CLASS_NAMES", "MEAN", "NUM_CLASSES", "STD", "FerlabError", "Recognizer", "__version__", "evaluate",
+           "gradcam", "train"]

@@ -7,6 +7,7 @@ A config may name a parent with ``base: other.yaml`` (resolved relative to the f
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,22 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML implements YAML 1.1, where ``1e-4`` (no dot) is a *string*: ``lr=1e-4`` would
+    reach the optimiser as text. This loader also reads such numbers as floats (YAML 1.2)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
     for key, value in src.items():
         if isinstance(value, dict) and isinstance(dst.get(key), dict):
@@ -82,20 +99,23 @@ def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
     return dst
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a config file, following ``base:`` parents; returns only the overrides."""
     path = Path(path)
     if not path.is_file():
         raise FerlabError(f"config file not found: {path}")
+    if path.resolve() in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path.resolve()))
+        raise FerlabError(f"config files inherit from each other in a loop: {chain}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise FerlabError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise FerlabError(f"config file {path} must hold a mapping at the top level")
     base = data.pop("base", None)
     if base:
-        parent = load_yaml((path.parent / base).resolve())
+        parent = load_yaml((path.parent / base).resolve(), (*_seen, path.resolve()))
         data = _deep_update(parent, data)
     return data
 
@@ -105,7 +125,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise FerlabError(f"override {item!r} is not of the form key=value (e.g. train.epochs=1)")
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = _yaml(raw) if raw != "" else None
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value

@@ -64,8 +64,10 @@ def photo_overlay(bgr: np.ndarray, boxes: np.ndarray, cams: np.ndarray, labels: 
         roi = out[y:y + h, x:x + w]
         out[y:y + h, x:x + w] = cv2.addWeighted(roi, 1 - alpha, heat_bgr(cam, (w, h)), alpha, 0)
         cv2.rectangle(out, (int(x), int(y)), (int(x + w), int(y + h)), (255, 255, 255), thick)
-        cv2.putText(out, text, (int(x), max(12, int(y) - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick,
-                    (255, 255, 255), thick, cv2.LINE_AA)
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, thick)
+        tx = int(min(max(0, x), max(0, out.shape[1] - tw)))  # keep labels of edge faces inside
+        ty = int(y) - 6 if y - 6 >= th else int(y + h) + th + 4
+        cv2.putText(out, text, (tx, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (255, 255, 255), thick, cv2.LINE_AA)
     return out
 
 

@@ -104,7 +104,7 @@ def study_markdown(study: dict[str, Any], title: str) -> str:
              "Cells: mean share of Grad-CAM mass per region (each face's map sums to 1). "
              "*lift* = share / region area (1.0 = what a uniform map gives); *area for 50%* = smallest "
              "share of the image that holds half of the mean map's mass (0.5 = perfectly diffuse).", "",
-             "| " + " | ".join(head) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(head) - 2) + ["---"]) + " |"]
+             "| " + " | ".join(head) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(names) + 1) + ["---", "---:", "---"]) + " |"]
     for cls, e in study["classes"].items():
         if "shares" not in e:
             lines.append("| " + " | ".join([cls, str(e["n"])] + ["-"] * (len(names) + 2)
@@ -131,16 +131,23 @@ def plot_grid(study: dict[str, Any], class_names: list[str], path: str | Path, t
     for c, cls in enumerate(class_names):
         e = study["classes"][cls]
         top, bottom = axes[0][c], axes[1][c]
-        top.imshow(faces[c], cmap="gray", vmin=0, vmax=255)
-        top.contour(labels, levels=np.arange(len(REGIONS) + 1) + 0.5, colors="yellow", linewidths=0.6)
         top.set_title(f"{cls} (n={e['n']})", fontsize=9)
-        bottom.imshow(faces[c], cmap="gray", vmin=0, vmax=255)
-        peak = maps[c].max()
-        bottom.imshow(maps[c] / peak if peak > 0 else maps[c], cmap="jet", alpha=0.5, vmin=0, vmax=1)
-        bottom.set_title(e.get("primary", "-"), fontsize=9)
         for ax in (top, bottom):
             ax.set_xticks([])
             ax.set_yticks([])
+        if not e["n"] or "shares" not in e:
+            for ax in (top, bottom):
+                ax.set_axis_off()
+            bottom.text(0.5, 0.5, "no correctly\nclassified faces", ha="center", va="center",
+                        fontsize=8, transform=bottom.transAxes)
+            continue
+        top.imshow(faces[c], cmap="gray", vmin=0, vmax=255)
+        for r in range(len(REGIONS)):
+            top.contour((labels == r).astype(float), levels=[0.5], colors="yellow", linewidths=0.7)
+        bottom.imshow(faces[c], cmap="gray", vmin=0, vmax=255)
+        peak = maps[c].max()
+        bottom.imshow(maps[c] / peak if peak > 0 else maps[c], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+        bottom.set_title(f"primary: {e['primary']}", fontsize=9)
     if title:
         fig.suptitle(title)
     return save_png(fig, path)
@@ -155,7 +162,8 @@ def gradcam_study(model: str | Path | None = None, data: Any = None, *, split: s
                   out: str | Path | None = None, batch_size: int = 256, device: str | None = "cpu",
                   seed: int = 0) -> dict[str, Any]:
     """``ferlab gradcam-study``: writes study.json, study.md, gradcam_grid.png and
-    mean_maps.npy (7 x 48 x 48, each summing to 1) to ``out`` and returns the JSON content
+    mean_maps.npy (7 x 48 x 48, each summing to 1; zeros for a class with no correct face) to
+    ``out`` and returns the JSON content
     (plus ``out``)."""
     from ..evaluation.run import model_label, resolve_data, resolve_device
     from ..hub import resolve_model

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -32,8 +33,11 @@ def _export_bytes(model: Any, opset: int) -> bytes:
     the dynamo exporter (needs onnxscript) only if that fails, e.g. on a future torch."""
     import torch
 
+    import copy
+
     model = getattr(model, "module", model)
-    model = getattr(model, "_orig_mod", model).eval().cpu()
+    # a copy: exporting must not switch a model in training to eval mode or move it off the GPU
+    model = copy.deepcopy(getattr(model, "_orig_mod", model)).eval().cpu()
     dummy = torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE)
     errors = []
     for dynamo in (False, True):
@@ -162,9 +166,15 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 16) -> byte
             pass
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            per_channel=True)
+            # the quantiser logs a root-logger WARNING for every rank-1 weight (BatchNorm1d in
+            # the head) it leaves per-tensor; that is expected, not something users can act on
+            logging.disable(logging.WARNING)
+            try:
+                quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                per_channel=True)
+            finally:
+                logging.disable(logging.NOTSET)
         proto = onnx.load(str(dst))
     meta = {p.key: p.value for p in onnx.load_from_string(fp32).metadata_props}
     meta["quantization"] = f"static int8 (QDQ, QUInt8 activations, per-channel QInt8 weights), {len(calibration)} calibration faces"

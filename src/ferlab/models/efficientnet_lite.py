@@ -16,7 +16,10 @@ details matter for the pretrained weights to mean what they meant in TensorFlow:
 
 FER adaptations (the same ideas the thesis applies to ResNet, section 6.1): a 1-channel stem
 whose kernel is the mean of the RGB kernels, ``stem_stride=1`` so a 48x48 face still leaves a
-3x3 map after the five stride-2 stages (stride 2 would leave 2x2), and the thesis head.
+3x3 map after the four stride-2 stages (stride 2 would leave 2x2), and the thesis head.
+Measured on this CPU: stride 1 costs 139 MFLOPs per face against 44 for stride 2 (ResNet-18
+with the thesis stem: 2,494), and frozen ImageNet features classify FER2013 better with it
+(linear probe, 1,500 training faces, 600 PublicTest faces: 0.39 against 0.32-0.37).
 """
 from __future__ import annotations
 
@@ -29,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..constants import STD
 from ..errors import FerlabError
 from .heads import make_head
 
@@ -49,8 +51,6 @@ BN_EPS = 1e-3
 # PyTorch's default, not TF's 0.01: fine-tuning must move the running statistics from ImageNet
 # colour photos to grey faces within the first epoch, not after several.
 BN_MOMENTUM = 0.1
-# EfficientNet-Lite was trained on (pixel - 127) / 128; ferlab feeds (pixel/255 - MEAN) / STD.
-LITE_MEAN, LITE_STD = 127.0 / 255.0, 128.0 / 255.0
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
 
 
@@ -198,20 +198,21 @@ def find_weights(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def adapt_stem(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """(32, 3, 3, 3) RGB stem -> ``in_chans`` channels, rescaled to ferlab's input normalisation.
+    """(32, 3, 3, 3) RGB stem -> ``in_chans`` channels.
 
-    ``in_chans=1`` averages over RGB as the thesis does for ResNet (a grey image then excites
-    each filter as the same grey image replicated into RGB would). The factor
-    ``STD / LITE_STD`` (~0.51) undoes the difference between ferlab's (x - 0.507) / 0.255 and
-    the (x - 0.498) / 0.502 the network was trained on, so the stem BatchNorm sees the input
-    scale its running statistics describe (the 0.009 mean offset is negligible).
+    ``in_chans=1`` averages over RGB as the thesis does for ResNet (section 6.1). No gain
+    correction is applied for ferlab's input normalisation ((x - 0.507) / 0.255 instead of
+    Lite's (x - 0.498) / 0.502): with the backbone frozen (eval-mode BN) a linear probe on
+    1,500 training faces scored 0.392 on PublicTest with the plain mean, 0.372 with the mean
+    scaled by 0.255 / 0.502 and 0.388 with the RGB sum scaled so, i.e. no measurable gain, and
+    in train mode the BatchNorm after the stem removes any gain anyway.
     """
     w = weight.float()
     if in_chans == 1:
         w = w.mean(dim=1, keepdim=True)
     elif in_chans != w.shape[1]:
         raise FerlabError(f"cannot adapt a {w.shape[1]}-channel stem to {in_chans} channels")
-    return (w * (STD / LITE_STD)).to(weight.dtype)
+    return w.to(weight.dtype)
 
 
 def load_imagenet(model: FerEfficientNetLite0, path: str | os.PathLike[str] | None = None) -> None:

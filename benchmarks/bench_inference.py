@@ -1,0 +1,331 @@
+"""Inference speed on this machine: classifier per face, detector per frame, pipeline fps.
+
+    .venv/bin/python benchmarks/bench_inference.py [--frames 150] [--model CKPT] [--json out.json]
+
+1. ms per face: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime static INT8, batch 1 and 4,
+   for FerNet (default widths) and ResNet-18 (thesis), random weights unless --model gives a
+   trained checkpoint (then it is benchmarked too, and INT8 agreement becomes meaningful).
+2. detector ms per 640x480 frame: Haar (thesis settings) and YuNet, full and half scale.
+3. end-to-end fps (decode + detect + classify + track/smooth + draw) on 640x480 videos with
+   1, 2 and 4 faces built from the sample clip, for a ladder of settings, each adding one change.
+
+Every timing is the best of a few repeats (wall clock), and the CPU time of the process is
+printed beside it: on a shared machine the wall clock includes time other processes took, the
+CPU time does not. The load average is printed at the start and the end for the same reason.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FERLAB_SHARED", REPO.parent / "shared"))
+
+
+def timeit(fn: Callable[[], Any], n: int, repeats: int = 5, warmup: int = 3) -> tuple[float, float]:
+    """(best wall ms per call, best CPU ms per call) over ``repeats`` runs of ``n`` calls."""
+    for _ in range(warmup):
+        fn()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            fn()
+        walls.append((time.perf_counter() - t) / n * 1000)
+        cpus.append((time.process_time() - c) / n * 1000)
+    return min(walls), min(cpus)
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+# -- 1. classifier -------------------------------------------------------------------------
+
+def calibration_faces(n: int, seed: int, split: str = "train") -> np.ndarray | None:
+    from ferlab.inference.export import load_calibration_faces
+
+    root = SHARED / "data" / "fer2013" / split
+    if not root.is_dir():
+        return None
+    return load_calibration_faces(root, n, seed=seed)
+
+
+def bench_classifier(models: dict[str, Any], work: Path, rows: list[dict[str, Any]],
+                     threads: int | None) -> dict[str, Path]:
+    from ferlab.inference.backends import OnnxBackend, TorchBackend, softmax
+    from ferlab.inference.export import export_onnx, normalise_faces
+
+    calib = calibration_faces(300, seed=0)
+    check = calibration_faces(700, seed=1, split="test")
+    int8_paths: dict[str, Path] = {}
+    for name, ckpt in models.items():
+        fp32 = export_onnx(ckpt, work / f"{name}.onnx")
+        backends: dict[str, Any] = {"torch eager": TorchBackend(ckpt.model), "ORT fp32": OnnxBackend(fp32, threads=threads)}
+        if calib is not None:
+            t0 = time.perf_counter()
+            int8 = export_onnx(ckpt, work / f"{name}-int8.onnx", int8=True, calibration=calib)
+            print(f"  [{name}] INT8 quantisation ({len(calib)} FER2013 train faces): {time.perf_counter() - t0:.1f}s",
+                  flush=True)
+            backends["ORT int8"] = OnnxBackend(int8, threads=threads)
+            int8_paths[name] = int8
+        x4 = np.random.default_rng(0).standard_normal((4, 1, 48, 48)).astype(np.float32)
+        for bname, be in backends.items():
+            for bs in (1, 4):
+                x = x4[:bs]
+                n = 20 if "resnet" in name or "trained" in name else 50
+                wall, cpu = timeit(lambda: be(x), n, repeats=3)
+                rows.append({"model": name, "backend": bname, "batch": bs, "ms_per_face": wall / bs,
+                             "cpu_ms_per_face": cpu / bs})
+                print(f"  {name:<10} {bname:<12} batch {bs}: {wall / bs:7.2f} ms/face  (cpu {cpu / bs:7.2f})", flush=True)
+        if check is not None and "ORT int8" in backends:
+            xc = normalise_faces(check, ckpt.mean, ckpt.std)
+            p32, p8 = softmax(backends["ORT fp32"](xc)), softmax(backends["ORT int8"](xc))
+            pt = softmax(backends["torch eager"](xc))
+            rows.append({"model": name, "int8_top1_agreement": float((p32.argmax(1) == p8.argmax(1)).mean()),
+                         "int8_max_prob_diff": float(np.abs(p32 - p8).max()),
+                         "onnx_torch_max_prob_diff": float(np.abs(p32 - pt).max()), "faces": len(xc)})
+            print(f"  {name:<10} INT8 vs fp32 on {len(xc)} FER2013 test faces: top-1 agreement "
+                  f"{rows[-1]['int8_top1_agreement'] * 100:.1f}%, max |dp| {rows[-1]['int8_max_prob_diff']:.2e}; "
+                  f"ORT fp32 vs torch max |dp| {rows[-1]['onnx_torch_max_prob_diff']:.1e}", flush=True)
+    return int8_paths
+
+
+# -- videos with 1, 2, 4 faces ----------------------------------------------------------------
+
+def face_track(clip: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """Frames of the clip and a face centre per frame (YuNet if present, else Haar;
+    gaps interpolated), so face-centred tiles can be cut from it."""
+    from ferlab.inference.detector import make_detector
+    from ferlab.inference.preprocess import to_gray
+
+    yunet = SHARED / "models" / "yunet" / "face_detection_yunet_2026may.onnx"
+    det = make_detector("yunet", yunet) if yunet.is_file() else make_detector("haar")
+    cap = cv2.VideoCapture(str(clip))
+    frames, centres = [], []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+        b = det.detect(f, to_gray(f))
+        if len(b):
+            x, y, w, h = b[np.argmax(b[:, 2] * b[:, 3])]
+            centres.append((x + w / 2, y + h / 2))
+        else:
+            centres.append((np.nan, np.nan))
+    c = np.array(centres, np.float64)
+    idx = np.arange(len(c))
+    for k in range(2):
+        ok = ~np.isnan(c[:, k])
+        c[:, k] = np.interp(idx, idx[ok], c[ok, k])
+    return frames, c
+
+
+def build_video(frames: list[np.ndarray], centres: np.ndarray, n_faces: int, path: Path, length: int) -> Path:
+    """640x480: 1 face = the clip letterboxed; 2/4 faces = 320x240 tiles cut around the face
+    at different moments of the clip (the others are face-free background tiles)."""
+    if path.is_file():
+        return path
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    n = len(frames)
+    for t in range(length):
+        canvas = np.zeros((480, 640, 3), np.uint8)
+        if n_faces == 1:
+            canvas[60:420] = frames[t % n]
+        else:
+            for k in range(4):
+                i = (t + k * n // 4) % n
+                f = frames[i]
+                cx, cy = centres[i]
+                if k < n_faces:
+                    x0 = int(np.clip(cx - 160, 0, f.shape[1] - 320))
+                    y0 = int(np.clip(cy - 120, 0, f.shape[0] - 240))
+                else:  # background: the half of the frame away from the face
+                    x0 = 0 if cx > f.shape[1] / 2 else f.shape[1] - 320
+                    y0 = f.shape[0] - 240
+                canvas[(k // 2) * 240:(k // 2) * 240 + 240, (k % 2) * 320:(k % 2) * 320 + 320] = f[y0:y0 + 240, x0:x0 + 320]
+        w.write(canvas)
+    w.release()
+    return path
+
+
+# -- 2. detector -------------------------------------------------------------------------------
+
+def bench_detectors(video: Path, rows: list[dict[str, Any]]) -> None:
+    from ferlab.inference.detector import make_detector
+    from ferlab.inference.preprocess import to_gray
+
+    cap = cv2.VideoCapture(str(video))
+    frames = [cap.read()[1] for _ in range(30)]
+    grays = [to_gray(f) for f in frames]
+    yunet = SHARED / "models" / "yunet" / "face_detection_yunet_2026may.onnx"
+    configs: list[tuple[str, str, float]] = [("haar", "", 1.0), ("haar", "", 0.5)]
+    if yunet.is_file():
+        configs += [("yunet", str(yunet), 1.0), ("yunet", str(yunet), 0.5)]
+    for name, path, scale in configs:
+        det = make_detector(name, path or None, scale=scale)
+        it = iter(range(10**9))
+        found = []
+
+        def step() -> None:
+            i = next(it) % len(frames)
+            found.append(len(det.detect(frames[i], grays[i])))
+
+        wall, cpu = timeit(step, len(frames), repeats=3, warmup=2)
+        rows.append({"detector": name, "scale": scale, "ms_per_frame": wall, "cpu_ms_per_frame": cpu,
+                     "faces_per_frame": float(np.mean(found))})
+        print(f"  {name:<6} scale {scale:<4}: {wall:6.1f} ms/frame (cpu {cpu:6.1f}), "
+              f"{np.mean(found):.2f} faces/frame found", flush=True)
+
+
+# -- 3. pipeline -------------------------------------------------------------------------------
+
+def run_pipeline(rec: Any, video: Path, frames: int, **session: Any) -> dict[str, float]:
+    from ferlab.inference.overlay import annotate
+    from ferlab.inference.video import iter_frames, open_capture
+
+    sess = rec.session(**session)
+    cap, info = open_capture(video)
+    n = faces = 0
+    t, c = time.perf_counter(), time.process_time()
+    for _, ts, frame in iter_frames(cap, info, max_frames=frames):
+        res = sess.process(frame, ts)
+        annotate(frame, res, fps=30.0)
+        n += 1
+        faces += len(res.faces)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    cap.release()
+    return {"fps": n / wall, "cpu_ms_per_frame": cpu / n * 1000, "faces_per_frame": faces / n}
+
+
+def bench_pipeline(ckpt_path: Path, int8: Path | None, videos: dict[int, Path], frames: int,
+                   rows: list[dict[str, Any]], threads: int | None, repeats: int = 2) -> None:
+    from ferlab.inference import Recognizer
+
+    ladder: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        ("thesis: torch, Haar full frame, every frame", {"backend": "torch"}, {}),
+        ("+ ONNX Runtime (backend auto)", {"backend": "auto"}, {}),
+        ("+ --detect-scale 0.5", {"backend": "auto", "detect_scale": 0.5}, {}),
+        ("+ --detect-every 2", {"backend": "auto", "detect_scale": 0.5}, {"detect_every": 2}),
+        ("+ --detect-every 3", {"backend": "auto", "detect_scale": 0.5}, {"detect_every": 3}),
+    ]
+    if int8 is not None:
+        ladder.append(("+ INT8 model", {"path": int8, "detect_scale": 0.5}, {"detect_every": 3}))
+    yunet = SHARED / "models" / "yunet" / "face_detection_yunet_2026may.onnx"
+    if yunet.is_file():
+        y = {"detector": "yunet", "detector_model": yunet}
+        ladder += [("YuNet, ORT, full frame, every frame", {"backend": "auto", **y}, {}),
+                   ("YuNet, ORT, --detect-scale 0.5", {"backend": "auto", "detect_scale": 0.5, **y}, {}),
+                   ("YuNet, ORT, --detect-scale 0.5 --detect-every 2", {"backend": "auto", "detect_scale": 0.5, **y},
+                    {"detect_every": 2})]
+    recs: dict[str, Any] = {}
+    for label, opts, sess in ladder:
+        opts = dict(opts)
+        path = opts.pop("path", ckpt_path)
+        recs[label] = Recognizer.from_pretrained(path, threads=threads, **opts)
+    for n_faces, video in videos.items():
+        for label, _, sess in ladder:
+            best: dict[str, float] | None = None
+            for _ in range(repeats):  # best of N runs
+                r = run_pipeline(recs[label], video, frames, **sess)
+                if best is None:
+                    best = r
+                else:  # best wall-clock fps and best CPU time, each over the runs
+                    best = {**r, "fps": max(best["fps"], r["fps"]),
+                            "cpu_ms_per_frame": min(best["cpu_ms_per_frame"], r["cpu_ms_per_frame"])}
+            assert best is not None
+            rows.append({"faces": n_faces, "config": label, **best})
+            print(f"  {n_faces} face(s) | {label:<46} {best['fps']:6.1f} fps  (cpu {best['cpu_ms_per_frame']:5.1f} "
+                  f"ms/frame, {best['faces_per_frame']:.2f} faces/frame)", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=120, help="frames per pipeline run")
+    ap.add_argument("--model", default=None, help="also benchmark this trained checkpoint (and use it for the pipeline)")
+    ap.add_argument("--repeats", type=int, default=2, help="pipeline runs per setting (best is kept)")
+    ap.add_argument("--no-resnet", action="store_true", help="skip ResNet-18")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: classifier,detector,pipeline")
+    ap.add_argument("--json", default=None, help="write all numbers here")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for OpenCV, torch and ONNX Runtime (default: library defaults = all cores); "
+                         "1 makes CPU time a clean measure on a machine shared with other jobs")
+    ap.add_argument("--work", default=None, help="folder for exported models and test videos (default: temp)")
+    args = ap.parse_args()
+
+    import torch
+
+    from ferlab.models import create, load_checkpoint, save_checkpoint
+    from ferlab.models.checkpoint import Checkpoint
+
+    skip = set(filter(None, args.skip.split(",")))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="ferlab-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"ferlab inference benchmark | {os.cpu_count()} CPUs | torch {torch.__version__} | OpenCV "
+          f"{cv2.__version__} | threads {args.threads or 'library default'} | load average {load()}", flush=True)
+    torch.manual_seed(0)
+    models: dict[str, Any] = {"fernet": Checkpoint(create("fernet").eval(), {"model": {"name": "fernet"}})}
+    if not args.no_resnet:
+        models["resnet18"] = Checkpoint(create("resnet18").eval(), {"model": {"name": "resnet18"}})
+    if args.model:
+        from ferlab.hub import resolve_model
+
+        models["trained"] = load_checkpoint(resolve_model(args.model))
+    results: dict[str, Any] = {"load_start": load()}
+
+    int8: dict[str, Path] = {}
+    if "classifier" not in skip:
+        print("\n1. classifier, ms per face (best of 3)", flush=True)
+        results["classifier"] = []
+        int8 = bench_classifier(models, work, results["classifier"], args.threads)
+
+    videos: dict[int, Path] = {}
+    if not {"detector", "pipeline"} <= skip:
+        clip = SHARED / "samples" / "short_hamilton_clip.mp4"
+        frames, centres = face_track(clip)
+        videos = {k: build_video(frames, centres, k, work / f"faces{k}.avi", max(args.frames, 150)) for k in (1, 2, 4)}
+    if "detector" not in skip:
+        print("\n2. detector, ms per 640x480 frame (4-face video, 30 frames, best of 3)", flush=True)
+        results["detector"] = []
+        bench_detectors(videos[4], results["detector"])
+    if "pipeline" not in skip:
+        print(f"\n3. end-to-end, 640x480, decode+detect+classify+track+smooth+draw, {args.frames} frames, "
+              f"best of {args.repeats}",
+              flush=True)
+        name = "trained" if args.model else "fernet"
+        ckpt_path = work / f"{name}.safetensors"
+        if args.model:
+            from ferlab.hub import resolve_model
+
+            ckpt_path = resolve_model(args.model)
+        else:
+            save_checkpoint(ckpt_path, models[name].model, {"model": {"name": name}})
+        os.environ.setdefault("FERLAB_CACHE", str(work / "cache"))
+        results["pipeline"] = []
+        bench_pipeline(ckpt_path, int8.get(name), videos, args.frames, results["pipeline"], args.threads,
+                       args.repeats)
+    results["load_end"] = load()
+    print(f"\nload average at the end: {load()}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""``ferlab models`` (what ships in the box) and ``ferlab demo`` (the one command to try ferlab)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the trained models shipped with ferlab")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run_models)
+    d = sub.add_parser("demo", help="run live recognition on the webcam, or on the bundled clip without one",
+                       description="Runs the live pipeline with the best shipped model: on the webcam when one "
+                                   "is present (and a display), otherwise on a sample clip bundled with ferlab. "
+                                   "Writes the annotated video + per-frame JSONL and prints a summary.")
+    d.add_argument("--model", help="shipped model name or checkpoint (default: best shipped)")
+    d.add_argument("--camera", type=int, default=None, help="camera index to try first (default 0)")
+    d.add_argument("--source", help="video file or URL instead of camera/sample clip")
+    d.add_argument("--out", default="ferlab-demo", help="output folder (default ./ferlab-demo)")
+    d.add_argument("--no-window", action="store_true", help="never open a window")
+    d.set_defaults(func=run_demo)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    import json
+
+    from .hub import default_model, shipped_models
+
+    models = shipped_models()
+    if args.json:
+        print(json.dumps([{"name": m.name, "arch": m.arch, "file": str(m.path), "bytes": m.path.stat().st_size,
+                           "metrics": m.meta.get("metrics", {})} for m in models], indent=2))
+        return 0
+    if not models:
+        print("no models shipped with this install")
+        return 0
+    default = default_model().name
+    print(f"{'name':<12} {'architecture':<18} {'val acc':>8} {'test acc':>9} {'test-all':>9} {'size':>8}  file")
+    for m in models:
+        fmt = lambda v: f"{100 * v:.2f}%" if v is not None else "-"  # noqa: E731
+        star = " (default)" if m.name == default else ""
+        print(f"{m.name:<12} {m.arch:<18} {fmt(m.accuracy('val')):>8} {fmt(m.accuracy('test')):>9} "
+              f"{fmt(m.accuracy('test-all')):>9} {m.path.stat().st_size / 1e6:>6.1f}MB  {m.path}{star}")
+    print("val = FER2013 PublicTest (used for selection); test = PrivateTest; test-all = all 7,178 test images")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+
+    demo(model=args.model, camera=args.camera, source=args.source, out=args.out, window=not args.no_window)
+    return 0

@@ -1,0 +1,367 @@
+"""The ``ferlab serve`` web app: a page for the webcam and uploads, and the JSON API behind it.
+
+Endpoints (JSON shapes are those of ``Face.to_dict()`` / ``FrameResult.to_dict()``, the same
+as ``ferlab predict`` / ``ferlab video --jsonl`` and the Python API):
+
+* ``POST /api/predict``: one photo (raw body or multipart field ``file``) ->
+  ``{"file", "width", "height", "faces": [...]}``; ``?annotate=true`` returns the annotated JPEG.
+* ``POST /api/video``: a short video -> per-frame records (one tracking session).
+* ``GET /api/health``, ``GET /api/model``; ``/openapi.json``; ``/docs`` is ferlab's own
+  offline page over the schema (FastAPI's Swagger page loads its code from a CDN, which
+  neither these machines nor many users' laptops can reach).
+* ``WS /ws/live``: the client sends JPEG frames as binary messages and gets one JSON text
+  message per processed frame: ``{"type": "result", "seq", "dropped", "width", "height",
+  "server_ms", "frame", "time", "faces"}`` (or ``{"type": "error", "error"}``). ``seq`` counts
+  the frames received on the connection. A text message ``{"type": "reset"}`` starts a new
+  session (new track ids, empty smoothing).
+
+Live back-pressure: the connection holds at most one pending frame; a newer frame replaces
+it (counted in ``dropped``), so a slow server makes clients skip frames instead of building a
+queue and latency. Clients in the page also keep one frame in flight.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.websockets import WebSocketDisconnect
+
+from ..errors import FerlabError
+from .engine import Engine
+from .limits import Limits
+from .uploads import UploadError, check_video, read_upload
+
+log = logging.getLogger("ferlab.serve")
+
+STATIC_DIR = Path(__file__).parent / "static"
+_MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
+# Everything the page needs is served from this origin; blob: for uploaded previews.
+_CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
+        "connect-src 'self' ws: wss: blob:; style-src 'self'; script-src 'self'; object-src 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'")
+_SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": _CSP,
+                     "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
+WS_BUSY = 1013  # "try again later"
+WS_TOO_BIG = 1009
+WS_POLICY = 1008
+
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+_ERRORS = {400: {"description": "empty or malformed upload"}, 413: {"description": "upload too large"},
+           415: {"description": "not a supported media type"}, 422: {"description": "corrupt or undecodable"},
+           503: {"description": "server busy, retry"}}
+
+
+def describe_model(recognizer: Any) -> dict[str, Any]:
+    """Name, classes and accuracy on record, from the checkpoint's sidecar when there is one.
+    Only file names are reported, never paths: the page may be open to the LAN."""
+    from ..hub import shipped_models
+
+    source = getattr(recognizer, "source", None)
+    meta: dict[str, Any] = {}
+    name = None
+    if source:
+        src = Path(source)
+        for m in shipped_models():
+            if m.path.resolve() == src.resolve():
+                name, meta = m.name, m.meta
+                break
+        else:
+            sidecar = src.with_suffix(".json")
+            if src.suffix == ".safetensors" and sidecar.is_file():
+                with contextlib.suppress(OSError, ValueError):
+                    meta = json.loads(sidecar.read_text())
+            name = src.parent.name if src.stem == "best" else src.stem
+    if not meta:
+        backend_meta = getattr(getattr(recognizer, "backend", None), "metadata", None)
+        if isinstance(backend_meta, dict):
+            meta = backend_meta
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    accuracy = {split: float(v["accuracy"]) for split, v in metrics.items()
+                if isinstance(v, dict) and isinstance(v.get("accuracy"), (int, float))}
+    return {"name": name, "file": Path(source).name if source else None,
+            "arch": (meta.get("model") or {}).get("name") if isinstance(meta.get("model"), dict) else None,
+            "classes": list(recognizer.class_names), "accuracy": accuracy or None,
+            "backend": getattr(getattr(recognizer, "backend", None), "name", None),
+            "detector": getattr(getattr(recognizer, "detector", None), "name", None)}
+
+
+def _load_recognizer(spec: Any) -> Any:
+    if hasattr(spec, "predict") and hasattr(spec, "session"):
+        return spec
+    from ..inference import Recognizer
+
+    return Recognizer.from_pretrained(None if spec is None else str(spec))
+
+
+def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = None) -> FastAPI:
+    """The app around a ready :class:`~ferlab.inference.Recognizer`, or a model spec (shipped
+    name, checkpoint, run folder; None = default model) loaded with default options."""
+    from .. import __version__
+
+    limits = limits or Limits()
+    engine = Engine(_load_recognizer(recognizer_or_model_path), limits)
+    model_info = describe_model(engine.recognizer)
+    static_files = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _MEDIA_TYPES} \
+        if STATIC_DIR.is_dir() else {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.close()
+
+    app = FastAPI(title="ferlab", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Facial emotion recognition (FER2013, 7 classes) on photos, videos and live frames.")
+    app.state.engine = engine
+    app.state.limits = limits
+
+    @app.exception_handler(UploadError)
+    async def _upload_error(_: Request, exc: UploadError) -> JSONResponse:
+        headers = {"Retry-After": "2"} if exc.status == 503 else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(FerlabError)
+    async def _ferlab_error(_: Request, exc: FerlabError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    def _static(name: str) -> Response:
+        path = static_files.get(name)
+        if path is None:
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        return FileResponse(path, media_type=_MEDIA_TYPES[path.suffix], headers=_SECURITY_HEADERS)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        return _static("index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return _static("docs.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        # Only names listed at start-up are served: no path ever reaches the file system.
+        return _static(name)
+
+    @app.get("/api/health", summary="Liveness and current load")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "model": model_info["name"],
+                "uptime_s": round(time.monotonic() - engine.started, 1), "clients": engine.clients,
+                "limits": {"max_upload_mb": limits.max_upload_mb, "max_clients": limits.max_clients,
+                           "max_fps": limits.max_fps, "max_video_seconds": limits.max_video_seconds,
+                           "max_video_frames": limits.max_video_frames, "video_fps": limits.video_fps}}
+
+    @app.get("/api/model", summary="The model: name, architecture, classes, accuracy on record")
+    def model() -> dict[str, Any]:
+        return model_info
+
+    @app.post("/api/predict", summary="Faces and emotions in one photo", openapi_extra=_UPLOAD_BODY,
+              responses={**_ERRORS, 200: {"content": {"application/json": {}, "image/jpeg": {}}}})
+    async def predict(request: Request, annotate: bool = Query(False, description="return the annotated JPEG")
+                      ) -> Response:
+        if engine.pending >= limits.max_pending:
+            raise UploadError(503, "server busy: too many photos in progress, retry in a moment")
+        engine.pending += 1
+        try:
+            upload = await read_upload(request, limits.max_upload_bytes)
+            image, faces = await engine.call(engine.predict, upload)
+            if annotate:
+                return Response(await engine.call(_annotated_jpeg, image, faces), media_type="image/jpeg")
+            return JSONResponse({"file": upload.filename, "width": int(image.shape[1]),
+                                 "height": int(image.shape[0]), "faces": [f.to_dict() for f in faces]})
+        finally:
+            engine.pending -= 1
+
+    @app.post("/api/video", summary="Per-frame faces and emotions in a short video (one tracking session)",
+              openapi_extra=_UPLOAD_BODY, responses=_ERRORS)
+    async def video(request: Request, sample_fps: float | None = Query(
+            None, gt=0, le=120, description="frames analysed per second of video (default: the server's video_fps)")
+                    ) -> dict[str, Any]:
+        if engine.video_jobs >= limits.max_video_jobs:
+            raise UploadError(503, "server busy: another video is being analysed, retry when it is done")
+        engine.video_jobs += 1
+        cancel = threading.Event()
+        try:
+            upload = await read_upload(request, limits.max_upload_bytes)
+            kind = check_video(upload)
+            filename = upload.filename
+            with tempfile.TemporaryDirectory(prefix="ferlab-serve-") as tmp:
+                path = Path(tmp) / f"upload.{kind}"
+                path.write_bytes(upload.data)
+                del upload
+                job = asyncio.ensure_future(engine.call(engine.analyse_video, path, sample_fps, cancel, video=True))
+                try:
+                    while not job.done():
+                        await asyncio.wait({job}, timeout=0.5)
+                        if not job.done() and await request.is_disconnected():
+                            cancel.set()  # nobody is waiting for the answer
+                    result = job.result()
+                finally:
+                    cancel.set()
+                    if not job.done():  # the handler itself was cancelled: let the worker stop first
+                        with contextlib.suppress(Exception):
+                            await asyncio.shield(job)
+            return {"file": filename, **result}
+        finally:
+            engine.video_jobs -= 1
+
+    @app.websocket("/ws/live")
+    async def live(ws: WebSocket) -> None:
+        if not _same_origin(ws):
+            # Browsers let any web page open websockets to localhost; only this page may.
+            await ws.close(code=WS_POLICY, reason="cross-origin connection refused")
+            return
+        if engine.clients >= limits.max_clients:
+            reason = f"server busy: {limits.max_clients} live clients already connected (--max-clients)"
+            await ws.accept()
+            await ws.send_text(json.dumps({"type": "error", "error": reason}))
+            await ws.close(code=WS_BUSY, reason=reason)
+            return
+        engine.clients += 1
+        try:
+            await ws.accept()
+            await LiveConnection(ws, engine).run()
+        finally:
+            engine.clients -= 1
+
+    return app
+
+
+def _same_origin(ws: WebSocket) -> bool:
+    """No Origin header = not a browser (scripts, the load test): allowed. A browser page
+    must come from this server's own host:port."""
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True
+    from urllib.parse import urlsplit
+
+    return urlsplit(origin).netloc.lower() == ws.headers.get("host", "").lower()
+
+
+def _annotated_jpeg(image: Any, faces: list[Any]) -> bytes:
+    import cv2
+
+    from ..inference.overlay import annotate
+
+    ok, buf = cv2.imencode(".jpg", annotate(image, faces), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:  # pragma: no cover - encoding a valid BGR image does not fail
+        raise FerlabError("could not encode the annotated image")
+    return buf.tobytes()
+
+
+class LiveConnection:
+    """One websocket client: a receiver that keeps only the newest frame, and a processor
+    that runs it and replies, paced to at most ``max_fps`` results per second."""
+
+    def __init__(self, ws: WebSocket, engine: Engine) -> None:
+        self.ws = ws
+        self.engine = engine
+        self.limits = engine.limits
+        self.pending: tuple[int, bytes] | None = None
+        self.wake = asyncio.Event()
+        self.closed = False
+        self.received = 0
+        self.dropped = 0
+        self.reset_requested = False
+
+    async def run(self) -> None:
+        # The receive loop runs in the handler itself and the processor beside it, so a
+        # disconnect ends the handler at once (no extra awaits that a server shutdown or a
+        # test client could cancel half-way).
+        processor = asyncio.ensure_future(self._process())
+        processor.add_done_callback(self._processor_done)
+        try:
+            await self._receive()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.closed = True
+            processor.cancel()
+
+    def _processor_done(self, task: asyncio.Future[None]) -> None:
+        if task.cancelled() or self.closed:
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, WebSocketDisconnect):
+            log.error("live connection failed", exc_info=exc)
+            # closing makes the client hang up, which ends the receive loop
+            asyncio.ensure_future(self._close_quietly(1011, "internal error"))
+
+    async def _close_quietly(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, reason=reason)
+
+    async def _send(self, obj: dict[str, Any]) -> None:
+        await self.ws.send_text(json.dumps(obj))
+
+    async def _receive(self) -> None:
+        while True:
+            msg = await self.ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            data = msg.get("bytes")
+            if data is None:
+                await self._control(msg.get("text") or "")
+                continue
+            if len(data) > self.limits.max_frame_bytes:
+                reason = f"frame too large (limit {self.limits.max_frame_mb:g} MB)"
+                await self._send({"type": "error", "error": reason})
+                await self.ws.close(code=WS_TOO_BIG, reason=reason)
+                return
+            self.received += 1
+            if self.pending is not None:
+                self.dropped += 1  # newest frame wins; the older one was never processed
+            self.pending = (self.received, data)
+            self.wake.set()
+
+    async def _control(self, text: str) -> None:
+        try:
+            kind = json.loads(text).get("type")
+        except (ValueError, AttributeError):
+            kind = None
+        if kind == "reset":
+            self.reset_requested = True
+        elif kind != "ping":
+            await self._send({"type": "error", "error": "send frames as binary JPEG messages; "
+                                                       "text messages may be {\"type\": \"reset\"}"})
+
+    async def _process(self) -> None:
+        engine = self.engine
+        session = await engine.call(engine.new_session)
+        start = time.monotonic()
+        last = 0.0
+        interval = 1.0 / self.limits.max_fps
+        while True:
+            await self.wake.wait()
+            wait = last + interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # rate bound; a newer frame may replace the pending one meanwhile
+            self.wake.clear()
+            if self.pending is None:
+                continue
+            seq, data = self.pending
+            self.pending = None
+            if self.reset_requested:
+                self.reset_requested = False
+                session = await engine.call(engine.new_session)
+                start = time.monotonic()
+            last = time.monotonic()
+            try:
+                out = await engine.call(engine.live_step, session, data, last - start)
+            except UploadError as exc:
+                await self._send({"type": "error", "seq": seq, "error": exc.message})
+                continue
+            await self._send({"type": "result", "seq": seq, "dropped": self.dropped, **out})

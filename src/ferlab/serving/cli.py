@@ -1,0 +1,117 @@
+"""``ferlab serve``: the web page and HTTP API on this machine.
+
+Loopback by default: the server has no authentication, so exposing it to a network is an
+explicit choice (``--host 0.0.0.0``) and prints a warning. The socket is bound before uvicorn
+starts, so a busy port is a one-line error and ``--port 0`` (any free port) prints the real URL.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+import sys
+from typing import Any
+
+from ..errors import FerlabError
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise FerlabError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        raise FerlabError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                          "(port in use? pass another --port, or --port 0 for any free one)") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _recognizer(args: argparse.Namespace) -> Any:
+    from ..inference import Recognizer
+
+    return Recognizer.from_pretrained(args.model, backend=args.backend, detector=args.detector,
+                                      detector_model=args.detector_model, detect_scale=args.detect_scale,
+                                      device=args.device, threads=args.threads, smoothing=args.smoothing,
+                                      window=args.window, detect_every=args.detect_every)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from .limits import Limits
+
+    if not (importlib.util.find_spec("websockets") or importlib.util.find_spec("wsproto")):
+        raise FerlabError("the live page needs a websocket library: pip install 'uvicorn[standard]' (or websockets)")
+    limits = Limits(max_upload_mb=args.max_upload_mb, max_clients=args.max_clients, max_fps=args.max_fps,
+                    max_video_seconds=args.max_video_seconds, max_video_frames=args.max_video_frames,
+                    video_fps=args.video_fps, workers=args.workers)
+    sock = _bind(args.host, args.port)
+    try:
+        import uvicorn
+
+        from .app import create_app
+
+        app = create_app(_recognizer(args), limits)
+        model = app.state.engine.recognizer
+        host, port = sock.getsockname()[:2]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+        name = getattr(model, "source", None) or "model"
+        print(f"ferlab serve: http://{shown}:{port}/  (API docs /docs; model {name}; Ctrl-C stops)", flush=True)
+        if not _is_loopback(args.host):
+            print(f"ferlab serve: warning: listening on {args.host}, reachable from the network and "
+                  "without authentication", file=sys.stderr, flush=True)
+        config = uvicorn.Config(app, log_level=args.log_level, ws_max_size=limits.max_frame_bytes + 1024,
+                                ws_ping_interval=20, ws_ping_timeout=20, timeout_graceful_shutdown=3,
+                                access_log=args.access_log)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="web page (webcam + uploads) and HTTP API on this machine",
+                       description="Start a local web server: open the printed URL for the live webcam page "
+                                   "and photo/video uploads; JSON API under /api (schema at /openapi.json, "
+                                   "offline docs at /docs).")
+    p.add_argument("--model", default=None, metavar="NAME|CKPT",
+                   help="shipped model name, checkpoint .safetensors, run folder or .onnx (default: best shipped)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, metavar="MB", help="largest photo/video upload")
+    p.add_argument("--max-clients", type=int, default=8, metavar="N", help="live webcam connections at once")
+    p.add_argument("--max-fps", type=float, default=30.0, metavar="F", help="live results per second per client")
+    p.add_argument("--max-video-seconds", type=float, default=120.0, metavar="S",
+                   help="analyse at most this much of an uploaded video")
+    p.add_argument("--max-video-frames", type=int, default=600, metavar="N", help="analysed frames per video")
+    p.add_argument("--video-fps", type=float, default=10.0, metavar="F", help="default analysis rate for videos")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="inference threads")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="auto = ONNX Runtime on CPU when available, else PyTorch")
+    p.add_argument("--device", default="cpu", help="torch device for --backend torch (e.g. cuda)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    p.add_argument("--detector", choices=("haar", "yunet"), default="haar", help="face detector")
+    p.add_argument("--detector-model", default=None, metavar="PATH", help="YuNet .onnx (for --detector yunet)")
+    p.add_argument("--detect-scale", type=float, default=1.0, metavar="S", help="detect on the frame shrunk by S")
+    p.add_argument("--smoothing", choices=("window", "ema", "none", "shared"), default="window",
+                   help="per-face temporal smoothing for live and video")
+    p.add_argument("--window", type=int, default=10, metavar="N", help="smoothing window (Table 5)")
+    p.add_argument("--detect-every", type=int, default=1, metavar="K", help="detect every K-th frame, track between")
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_serve)

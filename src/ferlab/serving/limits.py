@@ -1,0 +1,69 @@
+"""Every bound the server enforces, in one frozen object.
+
+The server is meant for a laptop on loopback, but a page on the LAN (``--host 0.0.0.0``) or a
+buggy client must still not be able to exhaust memory, disk or CPU: each resource that a
+request can make the server spend has a number here, and ``ferlab serve`` flags set them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import FerlabError
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_upload_mb: float = 20.0
+    """Largest accepted upload (photo or video). Bodies are read at most to this + 1 byte."""
+    max_clients: int = 8
+    """Live websocket connections at once; more are closed with code 1013 and a reason."""
+    max_fps: float = 30.0
+    """Per live connection: results are never produced faster than this, extra frames are dropped."""
+    max_frame_mb: float = 4.0
+    """Largest single live frame (one websocket message)."""
+    max_image_pixels: int = 50_000_000
+    """Decoded size cap: a 100 KB PNG can declare 100k x 100k pixels (a decompression bomb)."""
+    max_video_seconds: float = 120.0
+    """Only this much of an uploaded video (in video time) is analysed; the rest is reported as cut."""
+    max_video_frames: int = 600
+    """At most this many analysed frames per video (after sampling)."""
+    video_fps: float = 10.0
+    """Default analysis rate for videos; a client may ask for less or up to the native rate."""
+    max_video_work_seconds: float = 300.0
+    """Wall-clock budget for one video request; analysis stops there and says so."""
+    max_video_jobs: int = 1
+    """Videos analysed at once; more get 503 so one user cannot queue minutes of work."""
+    max_pending: int = 16
+    """Photo predictions waiting for or in the thread pool; more get 503 instead of piling up."""
+    workers: int = 2
+    """Threads that decode and run inference (the model itself is serialised by a lock)."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_upload_mb": self.max_upload_mb > 0,
+            "max_clients": self.max_clients >= 1,
+            "max_fps": self.max_fps > 0,
+            "max_frame_mb": self.max_frame_mb > 0,
+            "max_image_pixels": self.max_image_pixels > 0,
+            "max_video_seconds": self.max_video_seconds > 0,
+            "max_video_frames": self.max_video_frames >= 1,
+            "video_fps": self.video_fps > 0,
+            "max_video_work_seconds": self.max_video_work_seconds > 0,
+            "max_video_jobs": self.max_video_jobs >= 1,
+            "max_pending": self.max_pending >= 1,
+            "workers": self.workers >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise FerlabError(f"invalid server limits: {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)} "
+                              "(sizes, counts and rates must be positive)")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+    @property
+    def max_frame_bytes(self) -> int:
+        return int(self.max_frame_mb * MB)

@@ -1,0 +1,465 @@
+// ferlab serve page: live webcam over a websocket, and photo/video uploads.
+// Plain JS, no build step and nothing from a CDN: the page must work offline.
+// The last drawn results are exposed on window.ferlabLast (and data-faces on the canvas)
+// so end-to-end tests and curious users can check what was drawn.
+"use strict";
+
+// Same colours as ferlab.inference.overlay (converted from BGR), so page and CLI agree.
+const CLASS_COLORS = {
+  angry: "#e62828", disgust: "#3ca03c", fear: "#a03ca0", happy: "#ffc800",
+  neutral: "#c8c8c8", sad: "#1e78dc", surprise: "#ff8c00",
+};
+const FALLBACK_COLORS = ["#00b4e6", "#e9b456", "#739e00", "#42e4f0", "#b27200", "#005ed5", "#a779cc"];
+const MAX_CAPTURE_WIDTH = 640; // frames larger than this only cost upload and detection time
+const JPEG_QUALITY = 0.8;
+
+const $ = (id) => document.getElementById(id);
+let classes = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"];
+let limits = { max_upload_mb: 20, max_video_seconds: 120 };
+window.ferlabLast = null;
+
+function colorOf(label) {
+  if (CLASS_COLORS[label]) return CLASS_COLORS[label];
+  const i = Math.max(0, classes.indexOf(label));
+  return FALLBACK_COLORS[i % FALLBACK_COLORS.length];
+}
+
+function setStatus(el, text, isError = false) {
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+// ---- drawing ---------------------------------------------------------------------------
+
+// Draw boxes, track ids, labels and the 7-class bars of one result onto ctx. Boxes are in
+// the pixels of the analysed image; `scale` maps them to the canvas. Returns what was drawn.
+function drawFaces(ctx, faces, scale) {
+  const W = ctx.canvas.width, H = ctx.canvas.height;
+  const u = Math.max(0.6, Math.min(W, H * 16 / 9) / 960);
+  const font = Math.round(14 * u);
+  const drawn = [];
+  for (const face of faces) {
+    const [bx, by, bw, bh] = face.box.map((v) => v * scale);
+    const dist = face.smoothed || face.probs;
+    const color = colorOf(face.label);
+    ctx.lineWidth = Math.max(2, 3 * u);
+    ctx.strokeStyle = color;
+    ctx.strokeRect(bx, by, bw, bh);
+
+    const tag = (face.track_id === null || face.track_id === undefined ? "" : `#${face.track_id} `)
+      + `${face.label} ${Math.round(face.confidence * 100)}%`;
+    ctx.font = `bold ${font}px system-ui, sans-serif`;
+    const tw = ctx.measureText(tag).width + 8;
+    const ty = by - font - 8 >= 0 ? by - font - 8 : by + bh;
+    ctx.fillStyle = color;
+    ctx.fillRect(bx - ctx.lineWidth / 2, ty, tw, font + 8);
+    ctx.fillStyle = "#000";
+    ctx.textBaseline = "top";
+    ctx.fillText(tag, bx + 4 - ctx.lineWidth / 2, ty + 4);
+
+    // the whole distribution next to the box: right if it fits, else left, else inside
+    const rowH = Math.round(12 * u), barW = Math.round(90 * u), nameW = Math.round(62 * u);
+    const panelW = nameW + barW + 8, panelH = rowH * classes.length + 6;
+    let px = bx + bw + 6;
+    if (px + panelW > W) px = bx - panelW - 6;
+    if (px < 0) px = Math.max(0, Math.min(W - panelW, bx));
+    const py = Math.max(0, Math.min(H - panelH, by));
+    ctx.fillStyle = "rgba(0,0,0,0.55)";
+    ctx.fillRect(px, py, panelW, panelH);
+    ctx.font = `${Math.round(10.5 * u)}px system-ui, sans-serif`;
+    classes.forEach((name, i) => {
+      const p = dist[name] || 0;
+      const y = py + 3 + i * rowH;
+      ctx.fillStyle = "#ddd";
+      ctx.fillText(name, px + 4, y);
+      ctx.fillStyle = colorOf(name);
+      ctx.fillRect(px + nameW, y + 1, Math.max(1, p * barW), rowH - 3);
+    });
+    drawn.push({ box: [bx, by, bw, bh], label: face.label, track_id: face.track_id,
+                 confidence: face.confidence, color });
+  }
+  return drawn;
+}
+
+// Overlay canvases are drawn at their on-screen size (times the pixel ratio), not at the
+// analysed frame's size, so labels stay sharp when a 320 px frame is shown 960 px wide.
+function fitCanvas(canvas) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = Math.round(canvas.clientWidth * dpr), h = Math.round(canvas.clientHeight * dpr);
+  if (w > 0 && h > 0 && (canvas.width !== w || canvas.height !== h)) { canvas.width = w; canvas.height = h; }
+}
+
+// ---- live ------------------------------------------------------------------------------
+
+const live = {
+  ws: null, stream: null, running: false, paused: false, inflight: false, sentAt: 0,
+  rtts: [], resultTimes: [], lastMsg: null,
+  // two buffers: `capture` is sent, `analysed` holds the frame of the last drawn result
+  capture: document.createElement("canvas"), analysed: document.createElement("canvas"),
+};
+
+async function startLive() {
+  const status = $("live-status");
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    setStatus(status, "This browser gives no camera access here (it needs https or localhost).", true);
+    return;
+  }
+  $("live-start").disabled = true;
+  setStatus(status, "Asking for the camera…");
+  try {
+    live.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
+  } catch (err) {
+    setStatus(status, `No camera: ${err.name}: ${err.message}`, true);
+    $("live-start").disabled = false;
+    return;
+  }
+  const video = $("live-video");
+  video.srcObject = live.stream;
+  await video.play().catch(() => {});
+  while (!video.videoWidth) await new Promise((r) => setTimeout(r, 50));
+  const s = Math.min(1, MAX_CAPTURE_WIDTH / video.videoWidth);
+  live.capture.width = live.analysed.width = Math.round(video.videoWidth * s);
+  live.capture.height = live.analysed.height = Math.round(video.videoHeight * s);
+  live.running = true;
+  live.paused = false;
+  live.inflight = false;
+  live.rtts = [];
+  live.resultTimes = [];
+  $("live-stop").disabled = false;
+  $("live-pause").disabled = false;
+
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/live`);
+  live.ws = ws;
+  ws.binaryType = "arraybuffer";
+  ws.onopen = () => { setStatus(status, "Connected. Analysing frames…"); sendFrame(); };
+  ws.onmessage = (ev) => { if (live.ws === ws) onLiveMessage(JSON.parse(ev.data)); };
+  ws.onclose = (ev) => {
+    if (live.ws !== ws) return;
+    const why = ev.reason ? `: ${ev.reason}` : (ev.code === 1000 ? "" : ` (code ${ev.code})`);
+    stopLive(`Disconnected${why}`, ev.code !== 1000);
+  };
+}
+
+function stopLive(message = "Camera off.", isError = false) {
+  live.running = false;
+  live.paused = false;
+  $("live-pause").disabled = true;
+  $("live-pause").textContent = "Pause";
+  if (live.ws) { const ws = live.ws; live.ws = null; try { ws.close(1000); } catch (e) { /* closed */ } }
+  if (live.stream) { live.stream.getTracks().forEach((t) => t.stop()); live.stream = null; }
+  $("live-video").srcObject = null;
+  $("live-start").disabled = false;
+  $("live-stop").disabled = true;
+  setStatus($("live-status"), message, isError);
+}
+
+// Pause freezes video and overlay together (to read the bars), keeping the camera and
+// connection open; a result still in flight when pausing is not drawn.
+function togglePause() {
+  if (!live.running) return;
+  live.paused = !live.paused;
+  $("live-pause").textContent = live.paused ? "Resume" : "Pause";
+  const video = $("live-video");
+  if (live.paused) {
+    video.pause();
+    // Under load the live video runs ahead of the last result; freeze on the analysed
+    // frame itself so the boxes sit exactly on the faces they were computed from.
+    if (live.lastMsg) {
+      const canvas = $("live-canvas");
+      const ctx = canvas.getContext("2d");
+      ctx.clearRect(0, 0, canvas.width, canvas.height);
+      ctx.drawImage(live.analysed, 0, 0, canvas.width, canvas.height);
+      drawFaces(ctx, live.lastMsg.faces, canvas.width / live.lastMsg.width);
+    }
+    setStatus($("live-status"), "Paused on the last analysed frame.");
+  } else {
+    video.play().catch(() => {});
+    setStatus($("live-status"), "Analysing frames…");
+    sendFrame();
+  }
+}
+
+// One frame in flight: the next is only captured when the previous result is back, so the
+// rate follows what the server keeps up with and no queue builds on either side.
+function sendFrame() {
+  if (!live.running || live.paused || !live.ws || live.ws.readyState !== WebSocket.OPEN || live.inflight) return;
+  const video = $("live-video");
+  if (video.readyState < 2) { setTimeout(sendFrame, 30); return; }
+  live.inflight = true;
+  live.capture.getContext("2d").drawImage(video, 0, 0, live.capture.width, live.capture.height);
+  live.capture.toBlob((blob) => {
+    if (!blob || !live.running || !live.ws || live.ws.readyState !== WebSocket.OPEN) { live.inflight = false; return; }
+    live.sentAt = performance.now();
+    live.ws.send(blob);
+  }, "image/jpeg", JPEG_QUALITY);
+}
+
+function onLiveMessage(msg) {
+  live.inflight = false;
+  if (live.paused) return;
+  if (msg.type === "error") {
+    setStatus($("live-status"), msg.error, true);
+    if (live.running) setTimeout(sendFrame, 200);
+    return;
+  }
+  if (msg.type !== "result") return;
+  [live.analysed, live.capture] = [live.capture, live.analysed]; // the frame this result is for
+  live.lastMsg = msg;
+  const now = performance.now();
+  const rtt = now - live.sentAt;
+  live.rtts.push(rtt);
+  if (live.rtts.length > 30) live.rtts.shift();
+  live.resultTimes.push(now);
+  while (live.resultTimes.length && now - live.resultTimes[0] > 2000) live.resultTimes.shift();
+  const span = (now - live.resultTimes[0]) / 1000;
+  const fps = live.resultTimes.length > 1 && span > 0 ? (live.resultTimes.length - 1) / span : 0;
+
+  const canvas = $("live-canvas");
+  fitCanvas(canvas);
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const drawn = drawFaces(ctx, msg.faces, canvas.width / msg.width);
+  canvas.dataset.faces = String(drawn.length);
+  const avg = live.rtts.reduce((a, b) => a + b, 0) / live.rtts.length;
+  $("stat-rtt").textContent = avg.toFixed(0);
+  $("stat-fps").textContent = fps > 0 ? fps.toFixed(1) : "–";
+  $("stat-faces").textContent = String(msg.faces.length);
+  $("stat-dropped").textContent = String(msg.dropped);
+  const last = { mode: "live", seq: msg.seq, frame: msg.frame, time: msg.time, width: msg.width,
+                 height: msg.height, faces: msg.faces, drawn, rttMs: rtt, fps, canvas: "live-canvas" };
+  window.ferlabLast = last;
+  if (drawn.length) window.ferlabLastWithFaces = last;
+  if (live.running) setTimeout(sendFrame, 0);
+}
+
+// ---- uploads ---------------------------------------------------------------------------
+
+let downloadUrls = [];
+
+function offerDownload(id, text, type) {
+  const a = $(id);
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  downloadUrls.push(url);
+  a.href = url;
+  a.hidden = false;
+}
+
+function resetUpload() {
+  downloadUrls.forEach((u) => URL.revokeObjectURL(u));
+  downloadUrls = [];
+  ["image-result", "video-result", "json-out", "dl-json", "dl-csv"].forEach((id) => { $(id).hidden = true; });
+  const player = $("video-player");
+  if (player.src) {
+    player.onerror = null;
+    URL.revokeObjectURL(player.src);
+    player.removeAttribute("src");
+    player.load();
+  }
+}
+
+async function postFile(url, file) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const resp = await fetch(url, { method: "POST", body: form });
+  let body = null;
+  try { body = await resp.json(); } catch (e) { /* not JSON */ }
+  if (!resp.ok) {
+    const detail = body && body.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : resp.statusText;
+    throw new Error(`${resp.status}: ${detail}`);
+  }
+  return body;
+}
+
+function isVideo(file) {
+  return file.type.startsWith("video/") || /\.(mp4|m4v|mov|webm|mkv|avi)$/i.test(file.name);
+}
+
+async function handleFile(file) {
+  const status = $("upload-status");
+  resetUpload();
+  if (file.size > limits.max_upload_mb * 1024 * 1024) {
+    setStatus(status, `${file.name} is ${(file.size / 1048576).toFixed(1)} MB; the limit is ${limits.max_upload_mb} MB.`, true);
+    return;
+  }
+  const video = isVideo(file);
+  setStatus(status, video ? `Analysing ${file.name} (up to ${limits.max_video_seconds} s of video)…` : `Analysing ${file.name}…`);
+  const t0 = performance.now();
+  try {
+    const result = await postFile(video ? "/api/video" : "/api/predict", file);
+    const secs = ((performance.now() - t0) / 1000).toFixed(1);
+    if (video) await showVideo(file, result, secs); else await showImage(file, result, secs);
+    const json = JSON.stringify(result, null, 2);
+    $("json-out").textContent = json.length > 200000 ? json.slice(0, 200000) + "\n… (download for the rest)" : json;
+    $("json-out").hidden = false;
+    offerDownload("dl-json", json, "application/json");
+  } catch (err) {
+    setStatus(status, `Could not analyse ${file.name}: ${err.message}`, true);
+  }
+}
+
+async function showImage(file, result, secs) {
+  const url = URL.createObjectURL(file);
+  downloadUrls.push(url);
+  const img = new Image();
+  await new Promise((resolve, reject) => { img.onload = resolve; img.onerror = () => reject(new Error("the browser cannot display this image")); img.src = url; });
+  const canvas = $("image-canvas");
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  const drawn = drawFaces(ctx, result.faces, canvas.width / result.width);
+  canvas.dataset.faces = String(drawn.length);
+  $("image-result").hidden = false;
+  window.ferlabLast = { mode: "image", faces: result.faces, drawn, width: result.width, height: result.height, canvas: "image-canvas" };
+  setStatus($("upload-status"), `${result.faces.length} face(s) in ${file.name} (${secs} s).`);
+}
+
+function csvOf(result) {
+  const head = ["frame", "time", "track_id", "x", "y", "w", "h", "label", "confidence",
+    ...classes.map((c) => `p_${c}`), ...classes.map((c) => `s_${c}`)];
+  const rows = [head.join(",")];
+  for (const fr of result.frames) {
+    for (const f of fr.faces) {
+      const sm = f.smoothed || {};
+      rows.push([fr.frame, fr.time, f.track_id === null ? "" : f.track_id, ...f.box, f.label, f.confidence,
+        ...classes.map((c) => f.probs[c]), ...classes.map((c) => (c in sm ? sm[c] : ""))].join(","));
+    }
+  }
+  return rows.join("\n") + "\n";
+}
+
+const videoView = { result: null, times: [], track: null };
+
+async function showVideo(file, result, secs) {
+  videoView.result = result;
+  videoView.times = result.frames.map((f) => f.time);
+  const counts = new Map();
+  for (const fr of result.frames) for (const f of fr.faces) {
+    if (f.track_id !== null) counts.set(f.track_id, (counts.get(f.track_id) || 0) + 1);
+  }
+  const tracks = [...counts.entries()].sort((a, b) => b[1] - a[1]);
+  const sel = $("track-select");
+  sel.replaceChildren(...tracks.map(([id, n]) => new Option(`#${id} (${n} frames)`, String(id))));
+  videoView.track = tracks.length ? tracks[0][0] : null;
+
+  const player = $("video-player");
+  player.parentElement.hidden = false;
+  // the server decodes more formats than browsers play (e.g. MPEG-4 part 2): keep the plot,
+  // CSV and JSON, and say why there is no preview
+  player.onerror = () => {
+    player.parentElement.hidden = true;
+    setStatus($("upload-status"), `${$("upload-status").textContent} This browser cannot play the video itself, so there is no annotated preview.`);
+  };
+  player.src = URL.createObjectURL(file);
+  $("video-result").hidden = false;
+  drawVideoOverlay();
+  drawPlot();
+  offerDownload("dl-csv", csvOf(result), "text/csv");
+  const faces = result.frames.reduce((n, f) => n + f.faces.length, 0);
+  const cut = result.stopped ? ` Stopped early (${result.stopped}).` : "";
+  setStatus($("upload-status"), `${result.frames.length} frames analysed at ${result.sample_fps} fps, ${faces} face detections, ${tracks.length} track(s) (${secs} s).${cut}`);
+}
+
+function recordAt(t) {
+  const times = videoView.times;
+  let lo = 0, hi = times.length - 1, best = -1;
+  while (lo <= hi) { const mid = (lo + hi) >> 1; if (times[mid] <= t + 1e-6) { best = mid; lo = mid + 1; } else hi = mid - 1; }
+  if (best < 0) return null;
+  const r = videoView.result;
+  return t - times[best] <= 1.5 / r.sample_fps ? r.frames[best] : null;
+}
+
+function drawVideoOverlay() {
+  const r = videoView.result;
+  if (!r) return;
+  const canvas = $("video-canvas");
+  fitCanvas(canvas);
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const rec = recordAt($("video-player").currentTime);
+  const drawn = rec ? drawFaces(ctx, rec.faces, canvas.width / r.video.width) : [];
+  window.ferlabLast = { mode: "video", frame: rec ? rec.frame : null, faces: rec ? rec.faces : [], drawn, canvas: "video-canvas" };
+  drawPlot();
+}
+
+function drawPlot() {
+  const r = videoView.result;
+  const canvas = $("plot");
+  const ctx = canvas.getContext("2d");
+  const W = canvas.width, H = canvas.height, L = 40, R = 110, T = 12, B = 28;
+  ctx.clearRect(0, 0, W, H);
+  if (!r) return;
+  const tMax = Math.max(1e-3, r.frames.length ? r.frames[r.frames.length - 1].time : 1);
+  const x = (t) => L + (W - L - R) * (t / tMax);
+  const y = (p) => T + (H - T - B) * (1 - p);
+  ctx.strokeStyle = "#333"; ctx.fillStyle = "#999"; ctx.lineWidth = 1;
+  ctx.font = "11px system-ui, sans-serif"; ctx.textBaseline = "middle";
+  for (const p of [0, 0.25, 0.5, 0.75, 1]) {
+    ctx.beginPath(); ctx.moveTo(L, y(p)); ctx.lineTo(W - R, y(p)); ctx.stroke();
+    ctx.fillText(p.toFixed(2), 4, y(p));
+  }
+  ctx.textBaseline = "top";
+  for (let i = 0; i <= 5; i++) { const t = tMax * i / 5; ctx.fillText(`${t.toFixed(1)} s`, x(t) - 12, H - B + 8); }
+  const pts = [];
+  for (const fr of r.frames) {
+    const f = fr.faces.find((g) => g.track_id === videoView.track);
+    if (f) pts.push([fr.time, f.smoothed || f.probs]);
+  }
+  classes.forEach((c, i) => {
+    ctx.strokeStyle = colorOf(c); ctx.lineWidth = 2; ctx.beginPath();
+    let prevT = null;
+    for (const [t, d] of pts) {
+      // a gap where the track was not seen is left open instead of bridged
+      if (prevT === null || t - prevT > 2.5 / r.sample_fps) ctx.moveTo(x(t), y(d[c])); else ctx.lineTo(x(t), y(d[c]));
+      prevT = t;
+    }
+    ctx.stroke();
+    ctx.fillStyle = colorOf(c); ctx.fillRect(W - R + 10, T + 4 + i * 16, 12, 10);
+    ctx.fillStyle = "#ccc"; ctx.fillText(c, W - R + 28, T + 3 + i * 16);
+  });
+  const now = $("video-player").currentTime;
+  if (now > 0) { ctx.strokeStyle = "#fff"; ctx.lineWidth = 1; ctx.beginPath(); ctx.moveTo(x(now), T); ctx.lineTo(x(now), H - B); ctx.stroke(); }
+  if (!pts.length) { ctx.fillStyle = "#999"; ctx.fillText("no tracked face in this video", L + 10, T + 10); }
+}
+
+// ---- wiring ----------------------------------------------------------------------------
+
+function showTab(name) {
+  document.querySelectorAll("button.tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
+  $("live").hidden = name !== "live";
+  $("upload").hidden = name !== "upload";
+}
+
+async function loadInfo() {
+  try {
+    const [model, health] = await Promise.all([fetch("/api/model").then((r) => r.json()), fetch("/api/health").then((r) => r.json())]);
+    classes = model.classes;
+    limits = health.limits;
+    const acc = model.accuracy && (model.accuracy.test ?? model.accuracy.val);
+    const accText = typeof acc === "number" ? `${(acc * 100).toFixed(1)}% ${model.accuracy.test !== undefined ? "test" : "val"} accuracy` : "no accuracy on record";
+    $("model-info").textContent = `model ${model.name || model.file || "?"}${model.arch ? ` (${model.arch})` : ""} · ${accText} · ${model.backend || "?"} · ${model.detector || "?"} detector`;
+  } catch (err) {
+    $("model-info").textContent = `server unreachable: ${err.message}`;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("button.tab").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
+  $("live-start").addEventListener("click", startLive);
+  $("live-stop").addEventListener("click", () => stopLive());
+  $("live-pause").addEventListener("click", togglePause);
+  const drop = $("drop");
+  $("file-input").addEventListener("change", (e) => { if (e.target.files.length) handleFile(e.target.files[0]); e.target.value = ""; });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault(); drop.classList.remove("over");
+    if (e.dataTransfer.files.length) { showTab("upload"); handleFile(e.dataTransfer.files[0]); }
+  });
+  const player = $("video-player");
+  ["timeupdate", "seeked", "loadeddata"].forEach((ev) => player.addEventListener(ev, drawVideoOverlay));
+  player.addEventListener("play", function tick() { drawVideoOverlay(); if (!player.paused && !player.ended) requestAnimationFrame(tick); });
+  $("track-select").addEventListener("change", (e) => { videoView.track = Number(e.target.value); drawPlot(); });
+  loadInfo();
+  if (new URLSearchParams(location.search).get("autostart") === "1") startLive();
+});

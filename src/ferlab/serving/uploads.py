@@ -1,0 +1,261 @@
+"""Reading and checking what clients send, before any of it reaches OpenCV or the model.
+
+Order matters: size first (stop reading at limit + 1 byte, never buffer an unbounded body),
+then the declared content type, then the file signature, then the declared pixel count
+(a tiny PNG can claim 100k x 100k pixels), and only then a decode. Each failure is an
+:class:`UploadError` carrying the HTTP status and a message that says what to send instead,
+so no malformed input can surface as a 500.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+
+MULTIPART_SLACK = 64 * 1024  # boundaries, part headers and small extra fields around the file
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/webp")
+VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-msvideo", "video/avi")
+GENERIC_TYPES = ("application/octet-stream", "")
+
+
+class UploadError(Exception):
+    """A client error with its HTTP status; the message is shown to the user as is."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Upload:
+    data: bytes
+    content_type: str  # as declared by the client (the part's type for multipart), lower case
+    filename: str | None = None
+
+
+def _main_type(value: str | None) -> str:
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+def _too_large(limit: int) -> UploadError:
+    return UploadError(413, f"upload too large: the limit is {limit / 1024 / 1024:g} MB "
+                            "(ferlab serve --max-upload-mb)")
+
+
+async def read_upload(request: Request, limit: int, field: str = "file") -> Upload:
+    """The uploaded file, from a raw body (``Content-Type: image/jpeg``) or from multipart
+    form field ``field`` (the first file part if no part has that name). At most ``limit``
+    bytes of file (plus multipart framing) are read; one more and it is a 413."""
+    declared = request.headers.get("content-length")
+    ctype = _main_type(request.headers.get("content-type"))
+    multipart = ctype == "multipart/form-data"
+    budget = limit + (MULTIPART_SLACK if multipart else 0)
+    if declared is not None:
+        try:
+            if int(declared) > budget:
+                raise _too_large(limit)
+        except ValueError:
+            raise UploadError(400, "invalid Content-Length header") from None
+    if multipart:
+        return await _read_multipart(request, limit, budget, field)
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise _too_large(limit)
+    if not buf:
+        raise UploadError(400, "empty upload: send the file as the request body or as multipart field 'file'")
+    return Upload(bytes(buf), ctype)
+
+
+async def _read_multipart(request: Request, limit: int, budget: int, field: str) -> Upload:
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise UploadError(400, "multipart upload without a boundary")
+    parts: list[dict[str, Any]] = []
+    header: dict[str, bytearray] = {"field": bytearray(), "value": bytearray()}
+
+    def on_part_begin() -> None:
+        parts.append({"headers": {}, "data": bytearray()})
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        parts[-1]["headers"][bytes(header["field"]).decode("latin-1").lower()] = bytes(header["value"])
+        header["field"], header["value"] = bytearray(), bytearray()
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        part = parts[-1]
+        part["data"] += data[start:end]
+        if len(part["data"]) > limit:
+            raise _too_large(limit)
+
+    parser = MultipartParser(boundary, {  # type: ignore[arg-type]
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field,
+        "on_header_value": on_header_value, "on_header_end": on_header_end, "on_part_data": on_part_data})
+    total = 0
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > budget:
+                raise _too_large(limit)
+            parser.write(chunk)
+        parser.finalize()
+    except UploadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - python-multipart raises several error types
+        raise UploadError(400, f"malformed multipart body: {exc}") from None
+    chosen = None
+    for part in parts:
+        _, opts = parse_options_header(part["headers"].get("content-disposition", b""))
+        name = opts.get(b"name", b"").decode("utf-8", "replace")
+        filename = opts.get(b"filename")
+        if name == field or (chosen is None and filename is not None):
+            chosen = (part, filename.decode("utf-8", "replace") if filename is not None else None)
+            if name == field:
+                break
+    if chosen is None or not chosen[0]["data"]:
+        raise UploadError(400, f"empty upload: no file in multipart field '{field}'")
+    part, filename = chosen
+    return Upload(bytes(part["data"]), _main_type(part["headers"].get("content-type", b"").decode("latin-1")),
+                  filename)
+
+
+# -- images -----------------------------------------------------------------------------------
+
+def sniff_image(data: bytes) -> str | None:
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:2] == b"BM" and len(data) >= 26:
+        return "bmp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i, n = 2, len(data)
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return w, h
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return None
+
+
+def image_size(data: bytes, kind: str) -> tuple[int, int] | None:
+    """Width and height from the file header, without decoding pixels."""
+    try:
+        if kind == "png" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if kind == "jpeg":
+            return _jpeg_size(data)
+        if kind == "bmp":
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(w), abs(h)
+        if kind == "webp":
+            chunk = data[12:16]
+            if chunk == b"VP8X":
+                w = int.from_bytes(data[24:27], "little") + 1
+                h = int.from_bytes(data[27:30], "little") + 1
+                return w, h
+            if chunk == b"VP8L":
+                bits = int.from_bytes(data[21:25], "little")
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8 ":
+                w, h = struct.unpack("<HH", data[26:30])
+                return w & 0x3FFF, h & 0x3FFF
+    except struct.error:
+        return None
+    return None
+
+
+def _truncated(data: bytes, kind: str) -> bool:
+    """libjpeg decodes a cut JPEG with a grey bottom and only warns; we refuse it instead,
+    because faces there would be classified on invented pixels."""
+    if kind == "jpeg":
+        return data.rfind(b"\xff\xd9") < max(data.rfind(b"\xff\xda"), 2)
+    if kind == "png":
+        return data.rfind(b"IEND") == -1
+    if kind == "bmp":
+        return struct.unpack("<I", data[2:6])[0] > len(data)
+    if kind == "webp":
+        return struct.unpack("<I", data[4:8])[0] + 8 > len(data)
+    return False
+
+
+def check_image_type(upload: Upload) -> None:
+    ct = upload.content_type
+    if ct not in IMAGE_TYPES and ct not in GENERIC_TYPES and ct != "image/jpg":
+        raise UploadError(415, f"unsupported content type {ct!r}: send a JPEG, PNG, BMP or WebP image")
+
+
+def decode_image(upload: Upload, max_pixels: int) -> np.ndarray:
+    """Checked decode to 8-bit BGR (EXIF orientation applied, like ``ferlab predict``)."""
+    import cv2
+
+    check_image_type(upload)
+    data = upload.data
+    kind = sniff_image(data)
+    if kind is None:
+        raise UploadError(415, "not a supported image: the data is not JPEG, PNG, BMP or WebP")
+    size = image_size(data, kind)
+    if size is None:
+        raise UploadError(422, f"corrupt {kind.upper()}: its header could not be read")
+    if size[0] <= 0 or size[1] <= 0 or size[0] * size[1] > max_pixels:
+        raise UploadError(422 if size[0] * size[1] <= 0 else 413,
+                          f"image of {size[0]}x{size[1]} pixels refused (limit {max_pixels:,} pixels)")
+    if _truncated(data, kind):
+        raise UploadError(422, f"truncated {kind.upper()}: the file ends before the image data does")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
+    if image is None or image.size == 0:
+        raise UploadError(422, f"could not decode the {kind.upper()} (corrupt or unsupported variant)")
+    return image
+
+
+# -- videos -----------------------------------------------------------------------------------
+
+def sniff_video(data: bytes) -> str | None:
+    if data[4:8] == b"ftyp":
+        return "mp4"
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm"
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+def check_video(upload: Upload) -> str:
+    """The container kind (also the temp file's suffix, which FFmpeg uses as a hint)."""
+    ct = upload.content_type
+    if ct not in VIDEO_TYPES and ct not in GENERIC_TYPES:
+        raise UploadError(415, f"unsupported content type {ct!r}: send an MP4, MOV, WebM, MKV or AVI video")
+    kind = sniff_video(upload.data)
+    if kind is None:
+        raise UploadError(415, "not a supported video: the data is not MP4/MOV, WebM/MKV or AVI")
+    return kind

@@ -1,0 +1,195 @@
+"""Recognizer / Session API: the contract the CLI and the web server rely on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ferlab.errors import FerlabError
+from ferlab.inference import Face, FrameResult, Recognizer, annotate
+from ferlab.inference.preprocess import load_image
+
+FACE_KEYS = {"box", "track_id", "label", "confidence", "probs", "smoothed"}
+
+
+@pytest.fixture(scope="module")
+def rec(tiny_checkpoint: Path) -> Recognizer:
+    return Recognizer.from_pretrained(tiny_checkpoint, backend="torch")
+
+
+@pytest.fixture(scope="module")
+def face_img(samples_dir: Path) -> np.ndarray:
+    """obama_small.jpg shrunk to 240x180: one ~100 px face, cheap to detect."""
+    return cv2.resize(load_image(samples_dir / "photos" / "obama_small.jpg"), (240, 180), interpolation=cv2.INTER_AREA)
+
+
+def two_face_frames(face: np.ndarray, n: int) -> list[np.ndarray]:
+    """n frames of 560x240: one face drifting right on the left, one drifting down on the right."""
+    frames = []
+    for t in range(n):
+        f = np.full((240, 560, 3), 60, np.uint8)
+        f[20:200, 10 + 2 * t:250 + 2 * t] = face
+        f[10 + t:190 + t, 300:540] = face
+        frames.append(f)
+    return frames
+
+
+def test_predict_photo_contract(rec: Recognizer, samples_dir: Path) -> None:
+    faces = rec.predict(samples_dir / "photos" / "obama.jpg")
+    assert len(faces) == 1
+    d = faces[0].to_dict()
+    assert set(d) == FACE_KEYS
+    assert d["track_id"] is None and d["smoothed"] is None
+    assert list(d["probs"]) == rec.class_names and len(d["box"]) == 4
+    assert all(isinstance(v, int) for v in d["box"])
+    assert abs(sum(d["probs"].values()) - 1) < 1e-4
+    assert d["label"] == max(d["probs"], key=d["probs"].get)
+    assert d["confidence"] == pytest.approx(max(d["probs"].values()), abs=1e-6)
+    two = rec.predict(str(samples_dir / "photos" / "two_people.jpg"))
+    assert len(two) == 2 and two[0].box[0] < two[1].box[0]  # left to right
+
+
+def test_same_result_for_every_input_format(rec: Recognizer, face_img: np.ndarray) -> None:
+    gray = cv2.cvtColor(face_img, cv2.COLOR_BGR2GRAY)
+    variants = {
+        "bgr": face_img,
+        "gray": gray,
+        "bgra": np.dstack([face_img, np.full(gray.shape, 200, np.uint8)]),
+        "uint16": face_img.astype(np.uint16) * 257,
+    }
+    ref = rec.predict(face_img)
+    assert len(ref) == 1
+    for name, img in variants.items():
+        got = rec.predict(img)
+        assert [f.box for f in got] == [f.box for f in ref], name
+        np.testing.assert_allclose(got[0].probs, ref[0].probs, atol=1e-6, err_msg=name)
+
+
+def test_no_face_frame(rec: Recognizer) -> None:
+    assert rec.predict(np.full((120, 160, 3), 30, np.uint8)) == []
+    res = rec.session().process(np.zeros((120, 160, 3), np.uint8), timestamp=0.0)
+    assert res.to_dict() == {"frame": 0, "time": 0.0, "faces": []}
+
+
+def test_session_tracks_and_smooths_per_face(rec: Recognizer, face_img: np.ndarray) -> None:
+    calls: list[int] = []
+    backend = rec.backend
+
+    def counting(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return backend(batch)
+
+    sess = rec.session(window=4)
+    sess.recognizer = _with_backend(rec, counting)
+    raw: dict[int, list[np.ndarray]] = {}
+    results = [sess.process(f, timestamp=i / 30) for i, f in enumerate(two_face_frames(face_img, 12))]
+    assert calls == [2] * 12  # all faces of a frame in ONE batch
+    left_ids = set()
+    for r in results:
+        assert isinstance(r, FrameResult) and len(r.faces) == 2
+        d = r.to_dict()
+        assert set(d) == {"frame", "time", "faces"}
+        left = min(r.faces, key=lambda f: f.box[0])
+        left_ids.add(left.track_id)
+        for f in r.faces:
+            raw.setdefault(f.track_id, []).append(f.probs)
+            expected = np.mean(raw[f.track_id][-4:], axis=0)  # Eq. 26, N=4, per track
+            np.testing.assert_allclose(f.smoothed, expected, atol=1e-9)
+            assert set(f.to_dict()) == FACE_KEYS
+    assert len(left_ids) == 1 and set(raw) == {1, 2}  # stable ids, one per person
+    assert results[-1].frame == 11 and results[-1].time == pytest.approx(11 / 30)
+
+
+def _with_backend(rec: Recognizer, backend: object) -> Recognizer:
+    clone = Recognizer(backend, rec.detector, class_names=rec.class_names, mean=rec.mean, std=rec.std)  # type: ignore[arg-type]
+    return clone
+
+
+def test_shared_smoothing_is_thesis_buffer(rec: Recognizer, face_img: np.ndarray) -> None:
+    sess = rec.session(smoothing="shared", window=10)
+    buffer: list[np.ndarray] = []
+    for f in two_face_frames(face_img, 8):
+        for face in sess.process(f).faces:
+            buffer = (buffer + [face.probs])[-10:]
+            np.testing.assert_allclose(face.smoothed, np.mean(buffer, axis=0), atol=1e-9)
+
+
+def test_detect_every_k_tracks_in_between(rec: Recognizer, face_img: np.ndarray) -> None:
+    seen: list[int] = []
+    inner = rec.detector
+
+    class Counting:
+        name = "counting"
+
+        def detect(self, bgr: np.ndarray, gray: np.ndarray) -> np.ndarray:
+            seen.append(1)
+            return inner.detect(bgr, gray)
+
+    r2 = Recognizer(rec.backend, Counting(), class_names=rec.class_names, mean=rec.mean, std=rec.std)
+    sess = r2.session(detect_every=3, smoothing="none")
+    results = [sess.process(f) for f in two_face_frames(face_img, 9)]
+    assert len(seen) == 3  # frames 0, 3, 6
+    assert [r.detected for r in results] == [True, False, False] * 3
+    assert all(len(r.faces) == 2 for r in results)
+    assert {f.track_id for r in results for f in r.faces} == {1, 2}
+    assert all(f.smoothed is None and f.to_dict()["smoothed"] is None for r in results for f in r.faces)
+
+
+def test_sessions_are_independent(rec: Recognizer, face_img: np.ndarray) -> None:
+    frames = two_face_frames(face_img, 3)
+    a, b = rec.session(), rec.session()
+    for f in frames:
+        a.process(f)
+    first_b = b.process(frames[0])
+    assert first_b.frame == 0 and sorted(f.track_id for f in first_b.faces) == [1, 2]
+    assert a.frame_index == 3
+
+
+def test_annotate_scales_with_frame(rec: Recognizer, face_img: np.ndarray) -> None:
+    for w, h in ((640, 360), (1920, 1080)):
+        frame = cv2.resize(two_face_frames(face_img, 1)[0], (w, h))
+        before = frame.copy()
+        res = rec.session().process(frame)
+        assert len(res.faces) == 2
+        out = annotate(frame, res, fps=29.7)
+        assert out.shape == (h, w, 3) and out.dtype == np.uint8
+        np.testing.assert_array_equal(frame, before)  # input untouched
+        changed = np.any(out != frame, axis=2).mean()
+        assert 0.02 < changed < 0.6
+    gray_out = annotate(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), res.faces)  # list of faces works too
+    assert gray_out.shape == (1080, 1920, 3)
+    face = Face((5, 5, 30, 30), np.full(7, 1 / 7), rec.class_names, track_id=3, smoothed=None)
+    assert annotate(np.zeros((40, 40, 3), np.uint8), [face]).shape == (40, 40, 3)  # tiny frame, no crash
+
+
+def test_from_pretrained_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(FerlabError, match="unknown Recognizer option"):
+        Recognizer.from_pretrained(tiny_checkpoint, windw=3)
+    with pytest.raises(FerlabError, match="not found"):
+        Recognizer.from_pretrained(tmp_path / "nope.safetensors")
+    with pytest.raises(FerlabError, match="smoothing"):
+        Recognizer.from_pretrained(tiny_checkpoint, backend="torch", smoothing="median")
+
+
+def test_top_level_lazy_export() -> None:
+    import ferlab
+
+    assert ferlab.Recognizer is Recognizer
+
+
+def test_face_at_border_is_clipped_and_classified(rec: Recognizer) -> None:
+    class Edge:
+        name = "edge"
+
+        def detect(self, bgr: np.ndarray, gray: np.ndarray) -> np.ndarray:
+            return np.array([[-30, 100, 90, 90], [600, -20, 80, 80], [700, 700, 50, 50]])  # last: off-frame
+
+    r = Recognizer(rec.backend, Edge(), class_names=rec.class_names, mean=rec.mean, std=rec.std)
+    frame = np.random.default_rng(0).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    faces = r.predict(frame)
+    assert [f.box for f in faces] == [(0, 100, 60, 90), (600, 0, 40, 60)]
+    assert all(abs(f.probs.sum() - 1) < 1e-6 for f in faces)
+    res = r.session().process(frame)
+    assert [f.track_id for f in res.faces] == [1, 2]
