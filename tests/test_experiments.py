@@ -189,8 +189,8 @@ def test_reduced_suite_runs_resumes_and_tabulates(fer_root: Path, tmp_path: Path
     from ferlab.cli import main
 
     out = tmp_path / "suite"
-    args = ["experiments", "run", "--only", "1,13", "--epochs", "1", "--subset", "128", "--val-subset", "64",
-            "--eval-subset", "70", "--pretrained", "none", "--data", str(fer_root), "--out", str(out),
+    args = ["experiments", "run", "--only", "1,13", "--epochs", "1", "--subset", "64", "--val-subset", "32",
+            "--eval-subset", "35", "--pretrained", "none", "--data", str(fer_root), "--out", str(out),
             "--device", "cpu", "--set", "train.threads=2"]
     assert main(args) == 0
     results = sorted(out.glob("*/seed42/result.json"))
@@ -198,8 +198,8 @@ def test_reduced_suite_runs_resumes_and_tabulates(fer_root: Path, tmp_path: Path
     for path in results:
         res = json.loads(path.read_text())
         assert res["complete"] and res["train"]["epochs_run"] == 1 and res["train"]["best_epoch"] == 1
-        assert res["metrics"]["val"]["n"] == 64 and res["metrics"]["test"]["n"] == 70
-        assert res["metrics"]["test-all"]["n"] == 70
+        assert res["metrics"]["val"]["n"] == 32 and res["metrics"]["test"]["n"] == 35
+        assert res["metrics"]["test-all"]["n"] == 35
         assert 0.0 <= res["metrics"]["test"]["accuracy"] <= 1.0
         assert res["pretrained"] == "none" and res["mode"].startswith("reduced: epochs=1")
     md = (out / "results.md").read_text()
@@ -210,8 +210,8 @@ def test_reduced_suite_runs_resumes_and_tabulates(fer_root: Path, tmp_path: Path
     assert main(args) == 0  # everything finished: nothing retrained or re-evaluated
     assert {p: p.stat().st_mtime_ns for p in results} == mtimes
     with pytest.raises(FerlabError, match="other settings"):
-        run_suite(SuiteOptions(data=str(fer_root), out=out, only=["1"], epochs=2, subset=128, val_subset=64,
-                               eval_subset=70, pretrained="none", device="cpu"))
+        run_suite(SuiteOptions(data=str(fer_root), out=out, only=["1"], epochs=2, subset=64, val_subset=32,
+                               eval_subset=35, pretrained="none", device="cpu"))
 
 
 def test_time_limit_stops_between_epochs_and_a_later_call_resumes(fer_root: Path, tmp_path: Path) -> None:
