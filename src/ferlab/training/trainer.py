@@ -202,6 +202,9 @@ def train(cfg: dict[str, Any], *, out: str | Path | None = None, device: str | N
     n = len(x_train)
     steps = n // bs if n >= bs else 1  # drop the last partial batch (BN needs > 1 sample)
     freeze_epochs = int(t_cfg["freeze_epochs"])
+    if freeze_epochs > 0 and str(cfg["model"].get("pretrained", "none")) == "none" and dist.main and progress:
+        print(f"warning: freezing a randomly initialised backbone for {freeze_epochs} epoch(s) only trains the "
+              "head on random features; pass freeze_epochs=0 when training from scratch")
     patience = int(t_cfg["early_stopping"] or 0)
     select = t_cfg["select_metric"]
     if select not in ("val_acc", "val_balanced_acc", "val_loss"):
