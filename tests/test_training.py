@@ -252,6 +252,20 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(synthetic_csv: Path, tmp
     assert s_a["best"]["epoch"] == s_b["best"]["epoch"]
 
 
+def test_resuming_a_finished_run_trains_no_more(synthetic_csv: Path, tmp_path: Path) -> None:
+    """A run that already ended (here: all epochs done) resumes to the same weights, not one epoch more."""
+    from ferlab.training.trainer import train
+
+    cfg = _tiny_cfg(synthetic_csv, epochs=2, freeze_epochs=0, early_stopping=5)
+    out = tmp_path / "run"
+    train(copy.deepcopy(cfg), out=out, device="cpu", progress=False)
+    before = _weights(out / "last.safetensors")
+    s = train(copy.deepcopy(cfg), out=out, device="cpu", progress=False, resume=True)
+    assert s["epochs_run"] == 2
+    after = _weights(out / "last.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_smoke_training_beats_majority_class(fer_data: Any, fer_root: Path, tmp_path: Path) -> None:
     """~1,000 real training faces, 2 epochs, a small FerNet on CPU: above the majority-class
     baseline on a PublicTest subset (it predicts 'happy' for everything: ~25 %)."""

@@ -189,10 +189,14 @@ def train(cfg: dict[str, Any], *, out: str | Path | None = None, device: str | N
         from safetensors.torch import load_file
 
         state = torch.load(state_path, map_location=dev, weights_only=True)
-        model.load_state_dict(load_file(str(out_dir / "last.safetensors"), device=str(dev)))
+        # weights from the state file itself, so weights and optimizer always come from the same epoch
+        model.load_state_dict(state["model"] if "model" in state
+                              else load_file(str(out_dir / "last.safetensors"), device=str(dev)))
         opt.load_state_dict(state["optimizer"])
         start_epoch, best, bad_epochs = int(state["epoch"]) + 1, float(state["best"]), int(state["bad_epochs"])
         history = json.loads(state["history"])
+        if state.get("finished"):  # early-stopped or complete: resuming must not train more
+            start_epoch = int(t_cfg["epochs"])
     if dist.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "config.json", cfg)
@@ -278,7 +282,9 @@ def train(cfg: dict[str, Any], *, out: str | Path | None = None, device: str | N
             if improved:
                 save_checkpoint(out_dir / "best.safetensors", model, meta)
             save_checkpoint(out_dir / "last.safetensors", model, meta)
-            state = {"optimizer": opt.state_dict(), "epoch": epoch, "best": best, "bad_epochs": bad_epochs,
+            finished = epoch + 1 >= epochs or bool(patience and bad_epochs >= patience)
+            state = {"model": getattr(model, "_orig_mod", model).state_dict(), "optimizer": opt.state_dict(),
+                     "epoch": epoch, "best": best, "bad_epochs": bad_epochs, "finished": finished,
                      "history": json.dumps(history)}
             write_with(out_dir / STATE_FILE, lambda p: torch.save(state, p))
             _write_logs(out_dir, history)
