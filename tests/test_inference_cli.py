@@ -203,8 +203,9 @@ def test_memory_flat_on_long_video(tiny_checkpoint: Path, samples_dir: Path, tmp
         tracemalloc.stop()
         return p
 
+    peak(30)  # warm-up: one-time allocations (imports, matplotlib, codec) are not growth
     short, long = peak(150), peak(1500)
-    assert long < short * 1.3 + 2_000_000, (short, long)
+    assert long < short * 1.2 + 1_000_000, (short, long)  # 10x the frames, ~same peak
 
 
 def test_stream_api_yields_frames(clip: Path, tiny_checkpoint: Path) -> None:
