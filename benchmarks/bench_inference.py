@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_inference.py [--frames 150] [--model CKPT] [--json out.json]
 
 1. ms per face: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime static INT8, batch 1 and 4,
-   for FerNet (default widths) and ResNet-18 (thesis), random weights unless --model gives a
-   trained checkpoint (then it is benchmarked too, and INT8 agreement becomes meaningful).
+   for FerNet (default widths) and ResNet-18 (thesis) with random weights, plus a trained
+   checkpoint (--model; default the shipped fernet), on which INT8 agreement means something.
 2. detector ms per 640x480 frame: Haar (thesis settings) and YuNet, full and half scale.
 3. end-to-end fps (decode + detect + classify + track/smooth + draw) on 640x480 videos with
    1, 2 and 4 faces built from the sample clip, for a ladder of settings, each adding one change.
@@ -255,7 +255,9 @@ def bench_pipeline(ckpt_path: Path, int8: Path | None, videos: dict[int, Path], 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=120, help="frames per pipeline run")
-    ap.add_argument("--model", default=None, help="also benchmark this trained checkpoint (and use it for the pipeline)")
+    ap.add_argument("--model", default=None,
+                    help="also benchmark this trained checkpoint and use it for the pipeline "
+                         "(default: the shipped fernet when installed, else random-weight FerNet)")
     ap.add_argument("--repeats", type=int, default=2, help="pipeline runs per setting (best is kept)")
     ap.add_argument("--no-resnet", action="store_true", help="skip ResNet-18")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: classifier,detector,pipeline")
@@ -283,10 +285,13 @@ def main() -> int:
     models: dict[str, Any] = {"fernet": Checkpoint(create("fernet").eval(), {"model": {"name": "fernet"}})}
     if not args.no_resnet:
         models["resnet18"] = Checkpoint(create("resnet18").eval(), {"model": {"name": "resnet18"}})
-    if args.model:
-        from ferlab.hub import resolve_model
+    from ferlab.hub import resolve_model, shipped_models
 
+    if args.model is None and any(m.name == "fernet" for m in shipped_models()):
+        args.model = "fernet"  # the shipped, trained FerNet: INT8 agreement then means something
+    if args.model:
         models["trained"] = load_checkpoint(resolve_model(args.model))
+        print(f"trained model: {resolve_model(args.model)}", flush=True)
     results: dict[str, Any] = {"load_start": load()}
 
     int8: dict[str, Path] = {}
@@ -311,8 +316,6 @@ def main() -> int:
         name = "trained" if args.model else "fernet"
         ckpt_path = work / f"{name}.safetensors"
         if args.model:
-            from ferlab.hub import resolve_model
-
             ckpt_path = resolve_model(args.model)
         else:
             save_checkpoint(ckpt_path, models[name].model, {"model": {"name": name}})

@@ -20,6 +20,12 @@ from ferlab.inference.video import run_stream
 N_FRAMES = 24
 
 
+@pytest.fixture(autouse=True)
+def _private_onnx_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """backend auto caches its ONNX export; keep that out of the user's ~/.cache."""
+    monkeypatch.setenv("FERLAB_CACHE", str(tmp_path_factory.getbasetemp() / "ferlab-cache"))
+
+
 @pytest.fixture(scope="module")
 def clip(samples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short 400x240 MJPG clip with two faces moving slowly (small, so tests stay fast)."""
@@ -188,7 +194,7 @@ def test_memory_flat_on_long_video(tiny_checkpoint: Path, samples_dir: Path, tmp
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (240, 160))
     for t in range(1500):
         f = np.full((160, 240, 3), 70, np.uint8)
-        x = 10 + (t % 100)
+        x = 10 + abs(t % 200 - 100)  # back and forth: one person, one track, however long
         f[30:120, x:x + 120] = face
         w.write(f)
     w.release()
