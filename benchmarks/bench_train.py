@@ -28,7 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from ferlab.config import make_config  # noqa: E402
+from ferlab.constants import MEAN, STD  # noqa: E402
 from ferlab.models import create_from_config  # noqa: E402
+from ferlab.preprocessing import standardise, to_unit  # noqa: E402
 from ferlab.training.augment import augment_batch  # noqa: E402
 from ferlab.training.loss import WeightedLabelSmoothingCE  # noqa: E402
 
@@ -64,7 +66,7 @@ def bench(name: str, device: torch.device, steps: int, warmup: int, compile_mode
 
     def step(i: int) -> None:
         idx = torch.arange(batch, device=device) + (i % 8) * batch
-        x = augment_batch(data[idx].unsqueeze(1).float().div_(255.0), cfg["augment"], g).sub_(0.507).div_(0.255)
+        x = standardise(augment_batch(to_unit(data[idx].unsqueeze(1)), cfg["augment"], g), MEAN, STD)
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):

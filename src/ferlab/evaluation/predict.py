@@ -10,11 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-def normalise(x_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """Eq. (27) on the [0, 1] scale, in the same float32 operation order as the trainer, so the
-    two agree bit for bit rather than to 1e-7."""
-    return x_u8.float().div(255.0).sub(mean).div(std)
+from ..preprocessing import normalise
 
 
 def _as_nchw(images: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import torch
 
 from ..constants import IMAGE_SIZE
 from ..errors import FerlabError
-from ..evaluation.predict import normalise
+from ..preprocessing import crop_face, normalise
 from ..fileio import write_bytes, write_json
 from .gradcam import gradcam_maps, normalise_max
 
@@ -100,7 +100,7 @@ def gradcam(inputs: list[str | os.PathLike[str]] | str | os.PathLike[str], model
     from ..evaluation.run import resolve_device
     from ..hub import resolve_model
     from ..inference.detector import make_detector
-    from ..inference.preprocess import clip_boxes, crop_face, list_images, load_image, to_gray
+    from ..inference.preprocess import clip_boxes, list_images, load_image, to_gray
     from ..models import load_checkpoint
 
     if isinstance(inputs, (str, os.PathLike)):

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from ..evaluation.metrics import round_floats
-from ..evaluation.predict import normalise, predict_probs
+from ..evaluation.predict import predict_probs
 from ..fileio import write_json, write_text, write_with
+from ..preprocessing import normalise
 from .gradcam import gradcam_maps
 from .regions import OTHER, REGION_BOXES, REGIONS, region_areas, region_map, region_shares
 

@@ -22,6 +22,7 @@ import numpy as np
 from ..constants import CLASS_NAMES, IMAGE_SIZE, MEAN, STD
 from ..errors import FerlabError
 from ..fileio import atomic_path, write_bytes
+from ..preprocessing import faces_to_input, resize_face
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -133,9 +134,7 @@ def export_onnx(checkpoint: Any, path: str | os.PathLike[str], *, opset: int = D
 
 
 def normalise_faces(faces_u8: np.ndarray, mean: float, std: float) -> np.ndarray:
-    from .preprocess import normalise
-
-    return normalise(np.asarray(faces_u8, np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE), mean, std)
+    return faces_to_input(np.asarray(faces_u8, np.uint8), mean, std)
 
 
 def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 16) -> bytes:
@@ -213,8 +212,7 @@ def load_calibration_faces(folder: str | os.PathLike[str], count: int = 300, see
         img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
         if img is None:
             continue
-        interp = cv2.INTER_AREA if min(img.shape) >= IMAGE_SIZE else cv2.INTER_LINEAR
-        faces.append(cv2.resize(img, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interp) if img.shape != (IMAGE_SIZE, IMAGE_SIZE) else img)
+        faces.append(resize_face(img))
     if not faces:
         raise FerlabError(f"none of the images under {root} could be read")
     return np.stack(faces)

@@ -1,9 +1,9 @@
-"""From any image a user can hand us to the exact tensor the model was trained on (Eq. 27).
+"""From any image a user can hand us to 8-bit BGR and grayscale frames, and face boxes clipped
+to them.
 
-Training sees FER2013 faces: 48x48 grayscale, scaled to [0, 1], then ``(x - mean) / std`` with
-the mean/std stored in the checkpoint. A different resize kernel, channel order or scaling at
-inference silently costs accuracy, so every entry point (photo, video frame, browser frame)
-goes through the functions here.
+Every entry point (photo, video frame, browser frame) goes through these functions, so a
+16-bit PNG, a BGRA screenshot or a float array reach the detector the same way; the step from
+a box to model input (crop, resize, Eq. 27) is :mod:`ferlab.preprocessing`.
 """
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..constants import IMAGE_SIZE
 from ..errors import FerlabError
+# Crop, resize rule and Eq. (27) have one home, ferlab.preprocessing; re-exported here for
+# code written against earlier versions.
+from ..preprocessing import crop_face, make_batch, normalise  # noqa: F401
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".jp2"}
 
@@ -102,38 +104,6 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int, min_side: int = 2) ->
     y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
     out = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
     return out[(out[:, 2] >= min_side) & (out[:, 3] >= min_side)].astype(np.int32)
-
-
-def crop_face(gray: np.ndarray, box: np.ndarray | tuple[int, int, int, int], size: int = IMAGE_SIZE) -> np.ndarray:
-    """Crop a box (already clipped to the frame) and resize it to ``size`` x ``size`` uint8.
-
-    INTER_AREA when shrinking (averaging, no aliasing; how 48x48 FER2013 faces look), linear
-    when enlarging (INTER_AREA degenerates to nearest-neighbour there).
-    """
-    x, y, w, h = (int(v) for v in box)
-    crop = gray[y:y + h, x:x + w]
-    if crop.size == 0:
-        raise ValueError(f"empty crop for box {(x, y, w, h)}")
-    interp = cv2.INTER_AREA if (w >= size and h >= size) else cv2.INTER_LINEAR
-    return cv2.resize(crop, (size, size), interpolation=interp)
-
-
-def normalise(faces_u8: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """(N, 48, 48) uint8 -> (N, 1, 48, 48) float32, ``(x / 255 - mean) / std`` (Eq. 27)."""
-    x = faces_u8.astype(np.float32)[:, None]
-    x /= 255.0
-    x -= np.float32(mean)
-    x /= np.float32(std)
-    return x
-
-
-def make_batch(gray: np.ndarray, boxes: np.ndarray, mean: float, std: float,
-               size: int = IMAGE_SIZE) -> np.ndarray:
-    """All faces of a frame as one model batch, so the network runs once per frame."""
-    if not len(boxes):
-        return np.zeros((0, 1, size, size), np.float32)
-    faces = np.stack([crop_face(gray, b, size) for b in boxes])
-    return normalise(faces, mean, std)
 
 
 def list_images(paths: list[str | os.PathLike[str]]) -> list[Path]:

@@ -29,6 +29,7 @@ from ..constants import CLASS_NAMES, NUM_CLASSES
 from ..errors import FerlabError
 from ..fileio import write_json, write_text, write_with
 from ..models import create_from_config, save_checkpoint
+from ..preprocessing import normalise, standardise, to_unit
 from .augment import augment_batch
 from .loss import WeightedLabelSmoothingCE
 from .schedule import lr_at
@@ -93,10 +94,6 @@ class _Dist:
             torch.distributed.destroy_process_group()
 
 
-def _normalise(x_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    return (x_u8.float().div_(255.0).sub_(mean)).div_(std)
-
-
 @torch.no_grad()
 def evaluate_split(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, criterion: nn.Module,
                    mean: float, std: float, batch_size: int, channels_last: bool,
@@ -105,7 +102,7 @@ def evaluate_split(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     model.eval()
     logits = []
     for i in range(0, len(images), batch_size):
-        x = _normalise(images[i:i + batch_size], mean, std).unsqueeze(1)
+        x = normalise(images[i:i + batch_size], mean, std).unsqueeze(1)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):
@@ -242,8 +239,7 @@ def train(cfg: dict[str, Any], *, out: str | Path | None = None, device: str | N
             for group in opt.param_groups:
                 group["lr"] = lr
             idx = perm[step * bs:(step + 1) * bs][dist.rank * local_bs:(dist.rank + 1) * local_bs]
-            x = x_train[idx].unsqueeze(1).float().div_(255.0)
-            x = augment_batch(x, a_cfg, g).sub_(mean).div_(std)
+            x = standardise(augment_batch(to_unit(x_train[idx].unsqueeze(1)), a_cfg, g), mean, std)
             y = y_train[idx]
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
