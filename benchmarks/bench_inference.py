@@ -285,7 +285,7 @@ def main() -> int:
     models: dict[str, Any] = {"fernet": Checkpoint(create("fernet").eval(), {"model": {"name": "fernet"}})}
     if not args.no_resnet:
         models["resnet18"] = Checkpoint(create("resnet18").eval(), {"model": {"name": "resnet18"}})
-    from ferlab.hub import resolve_model, shipped_models
+    from ferlab.models.hub import resolve_model, shipped_models
 
     if args.model is None and any(m.name == "fernet" for m in shipped_models()):
         args.model = "fernet"  # the shipped, trained FerNet: INT8 agreement then means something

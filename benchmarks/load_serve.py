@@ -75,7 +75,7 @@ def load_frames(clip: Path, count: int, width: int) -> list[bytes]:
 def default_model(tmp: Path) -> str:
     """The best shipped model, else a random tiny checkpoint: the detector still finds the
     faces, and the classifier's cost is a small part of a frame's either way."""
-    from ferlab.hub import shipped_models
+    from ferlab.models.hub import shipped_models
 
     if shipped_models():
         return ""

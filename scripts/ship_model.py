@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from ferlab.hub import PRETRAINED_DIR  # noqa: E402
+from ferlab.models.hub import PRETRAINED_DIR  # noqa: E402
 from ferlab.models import load_checkpoint, save_checkpoint  # noqa: E402
 
 

@@ -102,7 +102,7 @@ def server(chrome: Any, request: pytest.FixtureRequest) -> Any:
     _requirements()
     import uvicorn
 
-    from ferlab.hub import shipped_models
+    from ferlab.models.hub import shipped_models
     from ferlab.inference import Recognizer
     from ferlab.serving import Limits, create_app
     from ferlab.serving.cli import _bind

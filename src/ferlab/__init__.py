@@ -1,8 +1,7 @@
 """ferlab: real-time facial emotion recognition, trained on FER2013 (see README.md)."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402
 from .constants import CLASS_NAMES, MEAN, NUM_CLASSES, STD  # noqa: E402
 from .errors import FerlabError  # noqa: E402
 

@@ -16,12 +16,12 @@ _MODULES = (
     "ferlab.experiments.cli",  # experiments
     "ferlab.inference.cli",  # predict, video, live, export
     "ferlab.serving.cli",  # serve
-    "ferlab.hub_cli",  # models, demo
+    "ferlab.models.cli",  # models, demo
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(prog="ferlab", description="Real-time facial emotion recognition "
                                      "(FER2013, 7 classes): train, evaluate, explain, run live.")

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..constants import IMAGE_SIZE
 from ..errors import FerlabError
-from .fer2013 import SPLITS, USAGES, FerData
+from .dataset import SPLITS, USAGES, FerData
 
 FORMAT = "ferlab-pack-v1"
 CODECS = ("jpeg", "xz", "raw")

@@ -37,7 +37,7 @@ def resolve_device(device: str | None) -> str:
 def model_label(spec: str | Path | None, path: Path) -> str:
     """A short name for default output folders: the shipped name, else the file stem, else
     (for ``run/best.safetensors``) the run folder's name, since "best" says nothing."""
-    from ..hub import shipped_models
+    from ..models.hub import shipped_models
 
     if spec is not None and any(m.name == str(spec) for m in shipped_models()):
         return str(spec)
@@ -74,9 +74,9 @@ def evaluate(model: str | Path | None = None, data: Any = None, *, split: str = 
     ``-tta`` appended with TTA so the two never overwrite each other) and the returned dict also
     holds ``out``, the folder written.
     """
-    from .. import __version__
-    from ..hub import resolve_model
-    from ..models import load_checkpoint
+    from .._version import __version__
+    from ..models.hub import resolve_model
+    from ..models.checkpoint import load_checkpoint
     from .plots import plot_confusion, plot_reliability
     from .report import markdown_report
 

@@ -273,7 +273,7 @@ def evaluate_run(run_dir: Path, cfg: dict[str, Any], data: Any, device: str,
     """The best-on-val checkpoint on val (the subset selection used), test and test-all."""
     from ..evaluation import compute_metrics, predict_probs
     from ..evaluation.metrics import round_floats
-    from ..models import load_checkpoint
+    from ..models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(run_dir / "best.safetensors", map_location=device)
     out: dict[str, dict[str, Any]] = {}
@@ -472,7 +472,7 @@ def _find_exp15_model(out: Path, opts: SuiteOptions) -> str | None:
         p = out / FINAL / f"seed{seed}" / "best.safetensors"
         if p.is_file():
             return str(p)
-    from ..hub import shipped_models
+    from ..models.hub import shipped_models
 
     models = shipped_models()
     return models[0].name if models else None

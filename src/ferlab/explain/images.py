@@ -98,10 +98,10 @@ def gradcam(inputs: list[str | os.PathLike[str]] | str | os.PathLike[str], model
     not 48x48. Returns one record per face (file, box, prediction, explained class, output).
     """
     from ..evaluation.run import resolve_device
-    from ..hub import resolve_model
+    from ..models.hub import resolve_model
     from ..inference.detector import make_detector
     from ..inference.preprocess import clip_boxes, list_images, load_image, to_gray
-    from ..models import load_checkpoint
+    from ..models.checkpoint import load_checkpoint
 
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]

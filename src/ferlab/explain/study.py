@@ -167,8 +167,8 @@ def gradcam_study(model: str | Path | None = None, data: Any = None, *, split: s
     ``out`` and returns the JSON content
     (plus ``out``)."""
     from ..evaluation.run import model_label, resolve_data, resolve_device
-    from ..hub import resolve_model
-    from ..models import load_checkpoint
+    from ..models.hub import resolve_model
+    from ..models.checkpoint import load_checkpoint
 
     wpath = resolve_model(model)
     device = resolve_device(device)

@@ -161,8 +161,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..hub import resolve_model
-    from ..models import load_checkpoint
+    from ..models.hub import resolve_model
+    from ..models.checkpoint import load_checkpoint
     from .backends import OnnxBackend, TorchBackend, softmax
     from .export import export_onnx, load_calibration_faces, normalise_faces
 

@@ -112,7 +112,7 @@ def _session(path_or_bytes: str | os.PathLike[str] | bytes, ort: Any) -> Any:
 
 def export_bytes(checkpoint: Any, opset: int = DEFAULT_OPSET, extra: dict[str, Any] | None = None) -> bytes:
     """A :class:`ferlab.models.Checkpoint` -> ONNX bytes with metadata."""
-    from .. import __version__
+    from .._version import __version__
 
     meta = {"ferlab_version": __version__, "arch": checkpoint.meta.get("model", {}).get("name", "?")}
     meta.update(extra or {})
@@ -228,7 +228,7 @@ def cached_export(checkpoint: Any, weights_path: str | os.PathLike[str] | None) 
     export only on first use. An unwritable cache just means exporting every time."""
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     if weights_path is None:
         return export_bytes(checkpoint)

@@ -69,8 +69,8 @@ class Recognizer:
             meta = onnx.metadata
             return cls(onnx, det, class_names=meta["class_names"], mean=meta["mean"], std=meta["std"],
                        source=str(path_or_name), **options)
-        from ..hub import resolve_model
-        from ..models import load_checkpoint
+        from ..models.hub import resolve_model
+        from ..models.checkpoint import load_checkpoint
 
         weights = resolve_model(path_or_name)
         ckpt = load_checkpoint(weights)

@@ -1,107 +1,28 @@
-"""Model factory (timm-style ``create``), the registry of architectures, and checkpoint I/O.
+"""Models: the factory (timm-style ``create``), the registry of architectures, checkpoint I/O
+and model-name resolution (shipped names, checkpoint files, run folders).
 
 Every model takes (N, 1, 48, 48) float input normalised by Eq. (27) and returns (N, 7) logits,
 and exposes ``backbone``/``head`` (for staged unfreezing) and ``gradcam_layer``.
+
+The names below are loaded on first use (PEP 562), so ``ferlab.models.hub`` (which shipped
+model is which, from JSON sidecars) works without importing PyTorch.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import importlib
+from typing import Any
 
-from torch import nn
-
-from ..errors import FerlabError
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = fn
-        return fn
-    return deco
+_EXPORTS = {
+    "create": "factory", "create_from_config": "factory", "list_models": "factory", "register": "factory",
+    "Checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "resolve_model": "hub", "shipped_models": "hub", "default_model": "hub", "ShippedModel": "hub",
+}
 
 
-def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def create(name: str, *, pretrained: str | None = "none", **kwargs: Any) -> nn.Module:
-    """Build architecture ``name``. ``pretrained``: ``none``, ``imagenet`` or a weights path."""
-    if name not in _REGISTRY:
-        raise FerlabError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
-    return _REGISTRY[name](pretrained=pretrained or "none", **kwargs)
-
-
-def create_from_config(model_cfg: dict[str, Any]) -> nn.Module:
-    cfg = dict(model_cfg)
-    return create(cfg.pop("name"), **cfg)
-
-
-def _resnet(arch: str) -> Callable[..., nn.Module]:
-    def build(pretrained: str = "none", head: Any = (256,), dropout: Any = (0.5, 0.25),
-              in_chans: int = 1, stem: str = "thesis", **extra: Any) -> nn.Module:
-        from .resnet import FerResNet, load_imagenet
-
-        _no_extra(arch, extra)
-        model = FerResNet(arch, in_chans=in_chans, stem=stem, head=head, dropout=dropout)
-        if pretrained != "none":
-            load_imagenet(model, arch, None if pretrained == "imagenet" else pretrained)
-        return model
-    return build
-
-
-def _no_extra(name: str, extra: dict[str, Any]) -> None:
-    if extra:
-        raise FerlabError(f"model {name} does not take option(s) {', '.join(extra)}")
-
-
-register("resnet18")(_resnet("resnet18"))
-register("resnet50")(_resnet("resnet50"))
-
-
-@register("efficientnet_lite0")
-def _efficientnet_lite0(pretrained: str = "none", head: Any = (256,), dropout: Any = (0.5, 0.25),
-                        in_chans: int = 1, stem: str = "thesis", stem_stride: int | None = None,
-                        drop_connect: float = 0.2, **extra: Any) -> nn.Module:
-    """``stem`` keeps the ResNet vocabulary of the config: ``thesis`` = the FER stem (1-channel,
-    stride 1, more resolution at 48x48), ``original`` = ImageNet's stride 2; ``stem_stride``
-    overrides the stride alone."""
-    from .efficientnet_lite import FerEfficientNetLite0, load_imagenet
-
-    _no_extra("efficientnet_lite0", extra)
-    if stem not in ("thesis", "original"):
-        raise FerlabError(f"unknown stem {stem!r}; choose thesis or original")
-    stride = stem_stride if stem_stride is not None else (1 if stem == "thesis" else 2)
-    model = FerEfficientNetLite0(in_chans=in_chans, stem_stride=stride, drop_connect=drop_connect,
-                                 head=head, dropout=dropout)
-    if pretrained != "none":
-        load_imagenet(model, None if pretrained == "imagenet" else pretrained)
-    return model
-
-
-@register("scratch_cnn")
-def _scratch(pretrained: str = "none", **extra: Any) -> nn.Module:
-    from .scratch_cnn import ScratchCNN
-
-    extra = {k: v for k, v in extra.items() if k not in ("head", "dropout", "in_chans", "stem")}
-    _no_extra("scratch_cnn", extra)
-    if pretrained != "none":
-        raise FerlabError("scratch_cnn has no pretrained weights; use model.pretrained=none")
-    return ScratchCNN()
-
-
-@register("fernet")
-def _fernet(pretrained: str = "none", head: Any = (256,), dropout: Any = (0.5, 0.25),
-            widths: Any = (32, 64, 128, 256), depths: Any = (0, 1, 1, 1), **extra: Any) -> nn.Module:
-    from .compact import FerNet
-
-    extra = {k: v for k, v in extra.items() if k not in ("in_chans", "stem")}
-    _no_extra("fernet", extra)
-    if pretrained != "none":
-        raise FerlabError("fernet has no ImageNet weights; use model.pretrained=none")
-    return FerNet(widths, depths, head, dropout)
-
-
-__all__ = ["Checkpoint", "create", "create_from_config", "list_models", "load_checkpoint",
-           "register", "save_checkpoint"]
+__all__ = sorted(_EXPORTS)

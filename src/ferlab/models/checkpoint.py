@@ -53,7 +53,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any], *,
     """Write weights + sidecar; ``meta`` must hold ``model`` (the model config dict)."""
     from safetensors.torch import save_file
 
-    from .. import __version__
+    from .._version import __version__
 
     if "model" not in meta or "name" not in meta["model"]:
         raise ValueError("checkpoint meta needs the model config under 'model'")
@@ -74,7 +74,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from . import create_from_config
+    from .factory import create_from_config
 
     wpath, jpath = _paths(path)
     if not wpath.is_file():

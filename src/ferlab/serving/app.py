@@ -68,7 +68,7 @@ _ERRORS = {400: {"description": "empty or malformed upload"}, 413: {"description
 def describe_model(recognizer: Any) -> dict[str, Any]:
     """Name, classes and accuracy on record, from the checkpoint's sidecar when there is one.
     Only file names are reported, never paths: the page may be open to the LAN."""
-    from ..hub import shipped_models
+    from ..models.hub import shipped_models
 
     source = getattr(recognizer, "source", None)
     meta: dict[str, Any] = {}
@@ -110,7 +110,7 @@ def _load_recognizer(spec: Any) -> Any:
 def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = None) -> FastAPI:
     """The app around a ready :class:`~ferlab.inference.Recognizer`, or a model spec (shipped
     name, checkpoint, run folder; None = default model) loaded with default options."""
-    from .. import __version__
+    from .._version import __version__
 
     limits = limits or Limits()
     engine = Engine(_load_recognizer(recognizer_or_model_path), limits)

@@ -28,7 +28,8 @@ from torch import nn
 from ..constants import CLASS_NAMES, NUM_CLASSES
 from ..errors import FerlabError
 from ..fileio import write_json, write_text, write_with
-from ..models import create_from_config, save_checkpoint
+from ..models.checkpoint import save_checkpoint
+from ..models.factory import create_from_config
 from ..preprocessing import normalise, standardise, to_unit
 from .augment import augment_batch
 from .loss import WeightedLabelSmoothingCE

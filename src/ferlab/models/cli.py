@@ -45,7 +45,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .demo import demo
+    from ..demo import demo
 
     demo(model=args.model, camera=args.camera, source=args.source, out=args.out, window=not args.no_window)
     return 0

@@ -1,0 +1,71 @@
+"""Models shipped inside the package (``ferlab/pretrained/NAME.safetensors`` + ``NAME.json``).
+
+Every command that takes ``--model`` accepts a shipped name (``fernet``, ``resnet18``), a
+checkpoint file, or a run folder; with no ``--model`` the most accurate shipped model (by its
+PublicTest accuracy on record) is used.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import FerlabError
+
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    name: str
+    path: Path
+    meta: dict
+
+    @property
+    def arch(self) -> str:
+        return str(self.meta.get("model", {}).get("name", "?"))
+
+    def accuracy(self, split: str = "test") -> float | None:
+        value = self.meta.get("metrics", {}).get(split, {}).get("accuracy")
+        return float(value) if value is not None else None
+
+
+def shipped_models() -> list[ShippedModel]:
+    out = []
+    for j in sorted(PRETRAINED_DIR.glob("*.json")):
+        w = j.with_suffix(".safetensors")
+        if w.is_file():
+            out.append(ShippedModel(j.stem, w, json.loads(j.read_text())))
+    return out
+
+
+def default_model() -> ShippedModel:
+    models = shipped_models()
+    if not models:
+        raise FerlabError("no trained model ships with this install; pass --model PATH to a checkpoint")
+    # chosen by validation (PublicTest) accuracy, never by test numbers
+    return max(models, key=lambda m: m.accuracy("val") or 0.0)
+
+
+def resolve_model(spec: str | Path | None) -> Path:
+    """Shipped name, checkpoint path or run folder -> the ``.safetensors`` file to load."""
+    if spec is None or str(spec) == "":
+        return default_model().path
+    for m in shipped_models():
+        if m.name == str(spec):
+            return m.path
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        p = p / "best.safetensors"
+    if p.suffix == ".json":
+        p = p.with_suffix(".safetensors")
+    if p.is_file():
+        return p
+    names = ", ".join(m.name for m in shipped_models()) or "none shipped"
+    raise FerlabError(f"model {spec!r} not found: not a shipped model ({names}) nor a checkpoint file")
+
+
+def load(spec: str | Path | None = None, map_location: str = "cpu"):  # noqa: ANN201
+    from .checkpoint import load_checkpoint
+
+    return load_checkpoint(resolve_model(spec), map_location)

@@ -1,0 +1,56 @@
+"""The package's architecture: no import cycles, counting imports inside functions too.
+
+A late import that closes a circle is still a circle: it works until someone moves it to the
+top of a file. grimp (import-linter's graph library) reads every import statement of every
+module, function bodies included; SciPy finds the strongly connected components.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def _import_cycles(package: str) -> list[list[str]]:
+    grimp = pytest.importorskip("grimp")
+    from scipy.sparse import lil_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = grimp.build_graph(package)
+    modules = sorted(graph.modules)
+    index = {m: i for i, m in enumerate(modules)}
+    adjacency = lil_matrix((len(modules), len(modules)), dtype=np.int8)
+    for m in modules:
+        for target in graph.find_modules_directly_imported_by(m):
+            adjacency[index[m], index[target]] = 1
+    _, labels = connected_components(adjacency.tocsr(), directed=True, connection="strong")
+    groups: dict[int, list[str]] = {}
+    for m in modules:
+        groups.setdefault(int(labels[index[m]]), []).append(m)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def test_no_import_cycles() -> None:
+    cycles = _import_cycles("ferlab")
+    assert not cycles, "import cycles (modules that reach each other): " + "; ".join(
+        " <-> ".join(c) for c in cycles)
+
+
+def test_cycle_finder_sees_late_imports(tmp_path, monkeypatch) -> None:
+    """The check itself: a cycle closed only by an import inside a function is found."""
+    pkg = tmp_path / "cyclepkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from . import b\n")
+    (pkg / "b.py").write_text("def late():\n    from . import a\n    return a\n")
+    (pkg / "c.py").write_text("from . import a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _import_cycles("cyclepkg") == [["cyclepkg.a", "cyclepkg.b"]]
+
+
+def test_hub_shim_points_at_models_hub() -> None:
+    """Code written against ``ferlab.hub`` keeps working; the one implementation is models.hub."""
+    from ferlab import hub
+    from ferlab.models import hub as models_hub
+
+    assert hub.resolve_model is models_hub.resolve_model
+    assert hub.shipped_models is models_hub.shipped_models
