@@ -9,6 +9,7 @@ import pytest
 
 SHARED = Path(os.environ.get("FERLAB_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 FER_ROOT = SHARED / "data" / "fer2013"
+FERPLUS = SHARED / "data" / "ferplus"
 SAMPLES = SHARED / "samples"
 YUNET = SHARED / "models" / "yunet" / "face_detection_yunet_2026may.onnx"
 
@@ -29,6 +30,14 @@ def fer_data(fer_root: Path, tmp_path_factory: pytest.TempPathFactory):
     from ferlab.data import load_fer2013
 
     return load_fer2013(fer_root)
+
+
+@pytest.fixture(scope="session")
+def ferplus_dir() -> Path:
+    """The FER+ votes folder (votes_by_kaggle_file.csv, fer2013new.csv) beside FER2013."""
+    if not (FERPLUS / "votes_by_kaggle_file.csv").is_file():
+        pytest.skip(f"FER+ votes not found at {FERPLUS} (set FERLAB_SHARED to the shared folder)")
+    return FERPLUS
 
 
 @pytest.fixture(scope="session")

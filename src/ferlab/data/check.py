@@ -5,6 +5,9 @@ counts per split and class (thesis Table 1), what class weights Eq. (1) gives, a
 the known dirt it carries: identical images (the same face counted twice), identical images
 shared by train and test (leakage inflates test accuracy), identical images with different
 labels (label noise that no model can fit) and near-blank frames that are not faces.
+Where FER+'s ten crowd votes per face are at hand (a ``ferplus/`` folder beside the data, or
+``--ferplus PATH``), it also reports how often FER2013's label is the crowd's majority: the
+size of the label noise that duplicates alone do not show.
 
 Duplicates are found on decoded pixels, not file bytes, so the check behaves the same for the
 folder layout and the CSV. On the shared copy this gives exactly the same 1,516 groups as
@@ -20,7 +23,9 @@ from typing import Any
 import numpy as np
 
 from ..constants import CLASS_NAMES, NUM_CLASSES
+from ..errors import FerlabError
 from .fer2013 import SPLITS, USAGES, FerData, class_weights, load_fer2013
+from .ferplus import agreement_by_split, load_ferplus, locate_ferplus, votes_file_for
 
 BLANK_STD = 2.0  # pixel standard deviation (0-255 scale) below which an image holds no face
 SPLIT_LABELS = {"train": "train (Training)", "val": "val (PublicTest)", "test": "test (PrivateTest)",
@@ -54,6 +59,21 @@ class BlankImage:
 
 
 @dataclass
+class FerPlusCheck:
+    """FER2013 label vs FER+ majority vote per split (see :mod:`ferlab.data.ferplus`).
+
+    ``error`` is set instead of ``splits`` when a votes file was found beside the data but
+    could not be used: the check still runs, and says why the FER+ part is missing.
+    """
+
+    source: str
+    # split -> files, no_votes, majority7, agree, percent (see FerPlusVotes.agreement)
+    splits: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+    unmatched: int = 0  # faces the votes file does not list
+    error: str = ""
+
+
+@dataclass
 class CheckReport:
     source: str
     n_images: int
@@ -63,6 +83,7 @@ class CheckReport:
     near_blank: list[BlankImage]
     skipped: list[str] = field(default_factory=list)
     blank_std: float = BLANK_STD
+    ferplus: FerPlusCheck | None = None
 
     @property
     def leakage(self) -> list[DuplicateGroup]:
@@ -88,7 +109,7 @@ class CheckReport:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "source": self.source,
             "summary": self.summary(),
             "counts": self.counts,
@@ -98,6 +119,9 @@ class CheckReport:
             "near_blank": [asdict(b) for b in self.near_blank],
             "skipped": self.skipped,
         }
+        if self.ferplus is not None:
+            out["ferplus"] = asdict(self.ferplus)
+        return out
 
     def format_text(self, examples: int = 5) -> str:
         s = self.summary()
@@ -121,6 +145,8 @@ class CheckReport:
             f"  conflicting labels:          {s['conflict_groups']:,} groups",
             f"near-blank (pixel std < {self.blank_std:g}):   {s['near_blank']:,} images",
         ]
+        if self.ferplus is not None:
+            lines += _format_ferplus(self.ferplus, width)
         if examples > 0:
             for title, groups in (("leakage", self.leakage), ("conflicting labels", self.conflicts)):
                 if groups:
@@ -135,6 +161,22 @@ class CheckReport:
         return "\n".join(lines)
 
 
+def _format_ferplus(fp: FerPlusCheck, width: int) -> list[str]:
+    if fp.error:
+        return ["", f"FER+ votes: not used ({fp.error})"]
+    lines = ["", f"FER+ majority vote vs FER2013 label ({fp.source}):",
+             f"{'split':<{width}}{'files':>9}{'no votes':>10}{'7-class majority':>18}{'agree':>9}{'agreement':>11}"]
+    for split, a in fp.splits.items():
+        pct = "-" if a["percent"] is None else f"{a['percent']:.1f}%"
+        lines.append(f"{SPLIT_LABELS.get(split, split):<{width}}{a['files']:>9,}{a['no_votes']:>10,}"
+                     f"{a['majority7']:>18,}{a['agree']:>9,}{pct:>11}")
+    lines += ["  majority: the first of the tied maxima over FER+'s 10 categories, in its column order;",
+              "  faces whose majority is contempt, unknown or not-a-face have no 7-class majority"]
+    if fp.unmatched:
+        lines.append(f"  {fp.unmatched:,} faces are not listed in the votes file (counted as no votes)")
+    return lines
+
+
 def _fmt_group(g: DuplicateGroup, show: int = 4) -> str:
     items = [f"{n} [{lab}]" for n, lab in zip(g.names, g.labels)]
     more = f" (+{len(items) - show} more)" if len(items) > show else ""
@@ -142,8 +184,13 @@ def _fmt_group(g: DuplicateGroup, show: int = 4) -> str:
 
 
 def check_dataset(data: FerData | str | os.PathLike[str], *, skip_bad: bool = False,
-                  blank_std: float = BLANK_STD, cache: bool = True) -> CheckReport:
-    """Count, weigh and audit a FER2013 copy (a path, or data already loaded)."""
+                  blank_std: float = BLANK_STD, cache: bool = True,
+                  ferplus: str | os.PathLike[str] | bool | None = None) -> CheckReport:
+    """Count, weigh and audit a FER2013 copy (a path, or data already loaded).
+
+    ``ferplus``: a FER+ votes folder or file (errors in it raise), ``None`` to use a
+    ``ferplus/`` folder beside the data when there is one, ``False`` to leave FER+ out.
+    """
     if not isinstance(data, FerData):
         data = load_fer2013(data, skip_bad=skip_bad, cache=cache)
     labels = np.asarray(data.labels)
@@ -170,7 +217,24 @@ def check_dataset(data: FerData | str | os.PathLike[str], *, skip_bad: bool = Fa
     blank = [BlankImage(data.names[i], CLASS_NAMES[labels[i]], USAGES[usage[i]], round(float(stds[i]), 3))
              for i in np.flatnonzero(stds < blank_std)]
     return CheckReport(data.source, len(labels), counts, weights, duplicates, blank,
-                       list(data.skipped), blank_std)
+                       list(data.skipped), blank_std, _check_ferplus(data, ferplus))
+
+
+def _check_ferplus(data: FerData, ferplus: str | os.PathLike[str] | bool | None) -> FerPlusCheck | None:
+    if ferplus is False:
+        return None
+    if ferplus is None or ferplus is True:
+        try:  # the default place: absent is normal (FER+ is a separate download)
+            path = locate_ferplus(data.source or None, None, want=votes_file_for(data.names))
+        except FerlabError:
+            return None
+        try:
+            votes = load_ferplus(data, path)
+        except FerlabError as exc:
+            return FerPlusCheck(str(path), error=str(exc))
+    else:
+        votes = load_ferplus(data, ferplus)
+    return FerPlusCheck(votes.source, agreement_by_split(data, votes), len(votes.unmatched))
 
 
 def _identical_groups(images: np.ndarray) -> list[list[int]]:
