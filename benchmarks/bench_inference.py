@@ -193,22 +193,26 @@ def bench_detectors(video: Path, rows: list[dict[str, Any]]) -> None:
 
 # -- 3. pipeline -------------------------------------------------------------------------------
 
-def run_pipeline(rec: Any, video: Path, frames: int, **session: Any) -> dict[str, float]:
-    from ferlab.inference.overlay import annotate
-    from ferlab.inference.video import iter_frames, open_capture
+class _Draw:
+    """A sink that draws each frame's results once, as ``ferlab video -o`` and the window do."""
 
-    sess = rec.session(**session)
-    cap, info = open_capture(video)
-    n = faces = 0
+    def open(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    def write(self, frame: np.ndarray, result: Any) -> None:
+        self.ctx.annotated(frame, result)
+
+    def close(self) -> None:
+        pass
+
+
+def run_pipeline(rec: Any, video: Path, frames: int, **session: Any) -> dict[str, float]:
+    """The frame loop every command uses (``Recognizer.stream``), with drawing attached."""
     t, c = time.perf_counter(), time.process_time()
-    for _, ts, frame in iter_frames(cap, info, max_frames=frames):
-        res = sess.process(frame, ts)
-        annotate(frame, res, fps=30.0)
-        n += 1
-        faces += len(res.faces)
+    summary = rec.stream(video, max_frames=frames, sinks=[_Draw()], **session).run(handle_sigint=False)
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    cap.release()
-    return {"fps": n / wall, "cpu_ms_per_frame": cpu / n * 1000, "faces_per_frame": faces / n}
+    n = summary.frames
+    return {"fps": n / wall, "cpu_ms_per_frame": cpu / n * 1000, "faces_per_frame": summary.faces / n}
 
 
 def bench_pipeline(ckpt_path: Path, int8: Path | None, videos: dict[int, Path], frames: int,

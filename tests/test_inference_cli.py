@@ -15,7 +15,7 @@ from ferlab.cli import main
 from ferlab.inference import Recognizer
 from ferlab.inference.preprocess import load_image
 from ferlab.inference.recognizer import Session
-from ferlab.inference.video import run_stream
+from ferlab.inference.sinks import CsvSink, JsonlSink, PlotSink, VideoSink
 
 N_FRAMES = 24
 
@@ -121,7 +121,7 @@ def test_interrupt_flushes_valid_outputs(how: str, clip: Path, tiny_checkpoint: 
 
     monkeypatch.setattr(Session, "process", process)
     jl, cs, out = tmp_path / "i.jsonl", tmp_path / "i.csv", tmp_path / "i.mp4"
-    summary = run_stream(rec, clip, output=out, jsonl=jl, csv_path=cs, progress=False)
+    summary = rec.stream(clip, sinks=[VideoSink(out), JsonlSink(jl), CsvSink(cs)]).run()
     done = 10 if how == "exception" else 11
     assert summary.interrupted and summary.frames == done
     records = [json.loads(ln) for ln in jl.read_text().splitlines()]
@@ -137,7 +137,7 @@ def test_live_without_camera(tiny_checkpoint: Path, capsys: pytest.CaptureFixtur
 
 
 def test_live_needs_gui_or_no_window(tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ferlab.inference.video import gui_available
+    from ferlab.inference.capture import gui_available
 
     if gui_available():
         pytest.skip("this OpenCV build has windows")
@@ -202,9 +202,9 @@ def test_memory_flat_on_long_video(tiny_checkpoint: Path, samples_dir: Path, tmp
 
     def peak(frames: int) -> int:
         tracemalloc.start()
-        run_stream(rec, path, output=tmp_path / f"o{frames}.mp4", jsonl=tmp_path / f"o{frames}.jsonl",
-                   csv_path=tmp_path / f"o{frames}.csv", plot=tmp_path / f"o{frames}.png", progress=False,
-                   max_frames=frames)
+        o = tmp_path / f"o{frames}"
+        sinks = [VideoSink(f"{o}.mp4"), JsonlSink(f"{o}.jsonl"), CsvSink(f"{o}.csv"), PlotSink(f"{o}.png")]
+        rec.stream(path, sinks=sinks, max_frames=frames).run()
         _, p = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         return p
@@ -220,3 +220,28 @@ def test_stream_api_yields_frames(clip: Path, tiny_checkpoint: Path) -> None:
     assert [r.frame for r in results] == list(range(5))
     assert results[4].time == pytest.approx(4 / 25)
     assert all(f.smoothed is not None for r in results for f in r.faces)
+
+
+def test_run_stream_still_works_and_is_deprecated(clip: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The earlier entry point is a thin wrapper over the one loop: same outputs, a warning."""
+    from ferlab.inference.video import run_stream
+
+    rec = Recognizer.from_pretrained(tiny_checkpoint, backend="torch")
+    jl, cs = tmp_path / "w.jsonl", tmp_path / "w.csv"
+    with pytest.warns(DeprecationWarning, match="Recognizer.stream"):
+        summary = run_stream(rec, clip, jsonl=jl, csv_path=cs, progress=False, max_frames=6, window=3)
+    assert summary.frames == 6 and summary.outputs == [str(jl), str(cs)]
+    records = [json.loads(line) for line in jl.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(6))
+    assert len(list(csv.DictReader(cs.open()))) == sum(len(r["faces"]) for r in records)
+
+
+def test_demo_on_a_video(clip: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ferlab demo` is registered by the inference CLI and runs the same loop."""
+    out = tmp_path / "demo"
+    rc, stdout, err = _run(["demo", "--source", str(clip), "--out", str(out), "--no-window",
+                            "--model", str(tiny_checkpoint), "--backend", "torch"], capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["demo.csv", "demo.jsonl", "demo.mp4", "emotions.png"]
+    assert len(out.joinpath("demo.jsonl").read_text().splitlines()) == N_FRAMES
+    assert f"processed {N_FRAMES} frames" in stdout and "face #1" in stdout

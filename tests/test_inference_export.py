@@ -96,3 +96,41 @@ def test_int8_needs_calibration(tiny_checkpoint: Path, tmp_path: Path, capsys: p
     rc = main(["export", "--onnx", "--int8", "--model", str(tiny_checkpoint), "-o", str(tmp_path / "x.onnx")])
     assert rc == 2 and "--calib" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_export_by_name_or_path_is_verified(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """export_onnx takes what --model takes and checks the file against PyTorch."""
+    path = export_onnx(str(tiny_checkpoint), tmp_path / "t.onnx")
+    assert isinstance(path, Path) and path == tmp_path / "t.onnx" and path.is_file()
+    v = path.verification
+    assert v is not None and v.inputs == 64 and not v.real_faces
+    assert v.top1_agreement == 1.0 and v.max_prob_diff < 1e-4
+    assert "top-1 agreement 100.0%" in str(v)
+    assert export_onnx(str(tiny_checkpoint), tmp_path / "u.onnx", verify=False).verification is None
+
+
+def test_export_that_disagrees_with_torch_fails_and_writes_nothing(tiny_checkpoint: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import ferlab.inference.export as export_mod
+    from ferlab.inference.onnx_format import export_bytes
+    from ferlab.errors import FerlabError
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    other = load_checkpoint(tiny_checkpoint)
+    with torch.no_grad():
+        for p in other.model.parameters():
+            p.add_(torch.randn_like(p))  # a different network: what a broken exporter would give
+    monkeypatch.setattr(export_mod, "export_bytes", lambda checkpoint, opset: export_bytes(other, opset))
+    with pytest.raises(FerlabError, match="disagrees with the PyTorch model"):
+        export_onnx(ckpt, tmp_path / "bad.onnx")
+    assert not list(tmp_path.iterdir())
+
+
+def test_int8_verified_on_calibration_folder(tiny_checkpoint: Path, fer_root: Path, tmp_path: Path) -> None:
+    path = export_onnx(str(tiny_checkpoint), tmp_path / "q.onnx", int8=True, calibration=fer_root / "train",
+                       calibration_count=40)
+    v = path.verification
+    assert v is not None and v.real_faces and v.inputs == 256 and v.top1_agreement >= 0.9
+    assert "quantization" in read_metadata(path)

@@ -193,3 +193,11 @@ def test_face_at_border_is_clipped_and_classified(rec: Recognizer) -> None:
     assert all(abs(f.probs.sum() - 1) < 1e-6 for f in faces)
     res = r.session().process(frame)
     assert [f.track_id for f in res.faces] == [1, 2]
+
+
+def test_recognizer_keeps_model_info(rec: Recognizer, tiny_checkpoint: Path) -> None:
+    info = rec.info
+    assert (info.name, info.path, info.arch) == ("tiny", str(tiny_checkpoint), "fernet")
+    assert (info.class_names, info.mean, info.std) == (rec.class_names, rec.mean, rec.std)
+    assert info.metrics == {} and info.accuracy() == {}
+    assert info.meta["model"]["name"] == "fernet"  # the whole sidecar, as read at load time

@@ -146,3 +146,14 @@ def test_make_smoother_validates() -> None:
         make_smoother("window", 0)
     with pytest.raises(FerlabError, match="alpha"):
         make_smoother("ema", 10, 1.5)
+
+
+def test_assignment_is_optimal_not_greedy() -> None:
+    """Greedy would give the best-overlapping pair first (track 1 <-> the first box) and leave
+    track 2 nothing; the optimal assignment (SciPy's Hungarian solver) keeps both people."""
+    tr = IouTracker()
+    assert tr.update([[0, 0, 10, 10], [5, 0, 10, 10]])[0] == [1, 2]
+    iou = iou_matrix([[0, 0, 10, 10], [5, 0, 10, 10]], [[2, 0, 10, 10], [-3, 0, 10, 10]])
+    assert iou[0, 0] > iou[0, 1] >= 0.3 and iou[1, 0] >= 0.3 > iou[1, 1]
+    ids, expired = tr.update([[2, 0, 10, 10], [-3, 0, 10, 10]])
+    assert ids == [2, 1] and expired == []

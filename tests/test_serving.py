@@ -174,6 +174,42 @@ def test_upload_reading_stops_after_limit() -> None:
     assert sent == 0
 
 
+def test_multipart_any_file_field_and_bounded_reading(small_jpeg: bytes) -> None:
+    """Multipart goes through Starlette's parser (FastAPI's UploadFile): a file under another
+    field name is taken when there is no 'file' field, and a body without Content-Length is
+    read only until it passes the budget."""
+    from starlette.requests import Request
+
+    boundary = b"xyzzy"
+    head = (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n--' + boundary
+            + b'\r\nContent-Disposition: form-data; name="photo"; filename="me.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n")
+    body = head + small_jpeg + b"\r\n--" + boundary + b"--\r\n"
+    headers = [(b"content-type", b"multipart/form-data; boundary=" + boundary)]
+
+    def request(chunks: list[bytes]) -> tuple[Request, list[int]]:
+        sent = [0]
+
+        async def receive() -> dict[str, Any]:
+            i = sent[0]
+            sent[0] += 1
+            return {"type": "http.request", "body": chunks[i] if i < len(chunks) else b"",
+                    "more_body": i + 1 < len(chunks)}
+
+        return Request({"type": "http", "method": "POST", "path": "/", "headers": headers}, receive), sent
+
+    req, _ = request([body[i:i + 4096] for i in range(0, len(body), 4096)])
+    upload = asyncio.run(read_upload(req, limit=len(small_jpeg)))
+    assert (upload.data, upload.filename, upload.content_type) == (small_jpeg, "me.jpg", "image/jpeg")
+
+    big = head + b"\0" * (1024 * 1024)
+    req, sent = request([big[i:i + 1024] for i in range(0, len(big), 1024)])
+    with pytest.raises(UploadError) as err:
+        asyncio.run(read_upload(req, limit=10 * 1024))
+    assert err.value.status == 413
+    assert sent[0] < (10 + 64) + 5  # stopped near the 10 KiB + 64 KiB framing budget, not after 1 MiB
+
+
 # -- static files, docs, health, model ------------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["/static/../../etc/passwd", "/static/..%2f..%2fetc%2fpasswd",
@@ -240,6 +276,21 @@ def test_model_accuracy_on_record(recognizer: Any, tmp_path: Path, tiny_checkpoi
     info = describe_model(Pointed())
     assert info["name"] == tmp_path.name  # a run folder's best.safetensors is named after the run
     assert info["accuracy"] == {"val": 0.71, "test": 0.7}
+
+
+def test_model_description_comes_from_the_recognizer(recognizer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recognizer keeps what it read when it loaded the model; the app reads no sidecar."""
+    from ferlab.inference.model_info import ModelInfo
+
+    def no_reading(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the server re-read model metadata")
+
+    monkeypatch.setattr(ModelInfo, "read", classmethod(no_reading))
+    info = recognizer.info
+    assert (info.name, info.file, info.arch, info.format) == ("tiny", "tiny.safetensors", "fernet", "safetensors")
+    assert info.class_names == list(CLASS_NAMES) and info.mean == recognizer.mean
+    with TestClient(create_app(recognizer)) as c:
+        assert c.get("/api/model").json()["name"] == "tiny"
 
 
 # -- live websocket ------------------------------------------------------------------------------

@@ -217,7 +217,7 @@ def test_upload_photo_and_video_in_chromium(chrome: Any, server: str, samples_di
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from ferlab.inference.video import csv_header
+    from ferlab.inference.sinks import csv_header
 
     driver = chrome.result(timeout=60)
     driver.get(server + "/")

@@ -14,9 +14,9 @@ _MODULES = (
     "ferlab.evaluation.cli",  # evaluate
     "ferlab.explain.cli",  # gradcam
     "ferlab.experiments.cli",  # experiments
-    "ferlab.inference.cli",  # predict, video, live, export
+    "ferlab.inference.cli",  # predict, video, live, export, demo
     "ferlab.serving.cli",  # serve
-    "ferlab.models.cli",  # models, demo
+    "ferlab.models.cli",  # models
 )
 
 

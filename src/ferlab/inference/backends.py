@@ -1,10 +1,10 @@
 """Run the classifier: eager PyTorch or ONNX Runtime, same input and output.
 
 ``auto`` picks by rule, not by a start-up race: ONNX Runtime on CPU (when onnxruntime imports
-and the export works), PyTorch when the model is on a GPU. On the 2-core CPU we develop on,
-ORT was faster than eager PyTorch for FerNet at batch 1 and 4 (see benchmarks/bench_inference.py
-for the numbers), and a timing race at start-up would pick differently from run to run on a
-busy machine. PyTorch stays the fallback if the export fails.
+and the export works), PyTorch when the model is on a GPU. On CPU, ORT runs FerNet faster than
+eager PyTorch at batch 1 and 4 (``benchmarks/bench_inference.py``; recorded numbers in
+``benchmarks/results-cpu.md``), and a timing race at start-up would pick differently from run
+to run on a busy machine. PyTorch stays the fallback if the export fails.
 """
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import FerlabError
-
-BACKENDS = ("auto", "torch", "onnx")
+from .options import BACKENDS, DEFAULTS
 
 
 class Backend(Protocol):
@@ -55,7 +54,7 @@ class TorchBackend:
 
 class OnnxBackend:
     """ONNX Runtime on CPU. Spinning of idle worker threads is turned off: with a face
-    detector running between two model calls on the same 2 cores, threads busy-waiting for
+    detector running between two model calls on the same cores, threads busy-waiting for
     the next call steal the detector's CPU."""
 
     name = "onnx"
@@ -81,7 +80,7 @@ class OnnxBackend:
             where = "" if isinstance(model, bytes) else f" {model}"
             raise FerlabError(f"ONNX model{where} could not be loaded: {str(exc).splitlines()[0]}") from None
         self.input_name = self.session.get_inputs()[0].name
-        from .export import parse_metadata
+        from .onnx_format import parse_metadata
 
         self.metadata = parse_metadata(dict(self.session.get_modelmeta().custom_metadata_map))
 
@@ -92,13 +91,13 @@ class OnnxBackend:
 
 
 def make_backend(kind: str, checkpoint: Any, weights_path: str | os.PathLike[str] | None = None,
-                 *, device: str = "cpu", threads: int | None = None) -> Backend:
+                 *, device: str = DEFAULTS.device, threads: int | None = DEFAULTS.threads) -> Backend:
     """``torch``, ``onnx`` (export, cached per checkpoint) or ``auto`` (rule in module doc)."""
     if kind not in BACKENDS:
         raise FerlabError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
     if kind == "torch" or (kind == "auto" and not str(device).startswith("cpu")):
         return TorchBackend(checkpoint.model, device)
-    from .export import cached_export
+    from .onnx_format import cached_export
 
     if kind == "onnx":
         return OnnxBackend(cached_export(checkpoint, weights_path), threads=threads)

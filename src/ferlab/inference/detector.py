@@ -5,9 +5,10 @@ YuNet (OpenCV's light CNN detector) finds profile and partly occluded faces Haar
 makes fewer false positives, but its weights are a third-party file we do not ship, so it
 needs an explicit path. Any object with a matching ``detect`` method works as a detector.
 
-Detection dominates the cost of a frame (Haar: ~25-45 ms at 640x480 on 2 cores, against ~1 ms
-per face for the classifier), so :class:`ScaledDetector` runs a detector on a downscaled copy
-of the frame and maps boxes back.
+Detection dominates the cost of a frame (tens of milliseconds for Haar on a 640x480 frame on a
+laptop CPU, against about a millisecond per face for the classifier; measured numbers in
+``benchmarks/results-cpu.md``), so :class:`ScaledDetector` runs a detector on a downscaled
+copy of the frame and maps boxes back.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 
 from ..errors import FerlabError
+from .options import DEFAULTS, DETECTORS
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 HAAR_WINDOW = 24  # the cascade's training window; smaller min sizes change nothing
@@ -117,12 +119,13 @@ class YuNetDetector:
 class ScaledDetector:
     """Detect on a copy shrunk by ``scale`` (and at most ``max_side`` px), map boxes back.
 
-    Halving the side makes Haar ~2-3x faster; faces smaller than min size / scale are lost,
+    Halving the side makes Haar about 2-3x faster (``benchmarks/results-cpu.md``); faces smaller than min size / scale are lost,
     which for a webcam at arm's length (faces > 100 px) costs nothing. ``max_side`` keeps a
     10,000 px photo from taking a minute in the cascade.
     """
 
-    def __init__(self, inner: FaceDetector, scale: float = 1.0, max_side: int | None = 1920) -> None:
+    def __init__(self, inner: FaceDetector, scale: float = DEFAULTS.detect_scale,
+                 max_side: int | None = DEFAULTS.max_detect_side) -> None:
         if not 0 < scale <= 1:
             raise FerlabError(f"detect scale must be in (0, 1], got {scale}")
         self.inner = inner
@@ -164,8 +167,9 @@ class ScaledDetector:
         return np.round(out).astype(np.int32)
 
 
-def make_detector(name: str | FaceDetector = "haar", model_path: str | os.PathLike[str] | None = None,
-                  *, scale: float = 1.0, max_side: int | None = 1920, **options: float) -> ScaledDetector:
+def make_detector(name: str | FaceDetector = DEFAULTS.detector, model_path: str | os.PathLike[str] | None = None,
+                  *, scale: float = DEFAULTS.detect_scale, max_side: int | None = DEFAULTS.max_detect_side,
+                  **options: float) -> ScaledDetector:
     """``haar`` (default, thesis), ``yunet`` (needs ``model_path``) or a detector object."""
     if not isinstance(name, str):
         if not hasattr(name, "detect"):
@@ -179,5 +183,5 @@ def make_detector(name: str | FaceDetector = "haar", model_path: str | os.PathLi
                               "(face_detection_yunet_*.onnx from OpenCV's model zoo; not shipped)")
         inner = YuNetDetector(model_path, **options)  # type: ignore[arg-type]
     else:
-        raise FerlabError(f"unknown detector {name!r}; choose haar or yunet")
+        raise FerlabError(f"unknown detector {name!r}; choose {' or '.join(DETECTORS)}")
     return ScaledDetector(inner, scale=scale, max_side=max_side)

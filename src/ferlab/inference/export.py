@@ -1,187 +1,130 @@
-"""ONNX export (and optional static INT8 quantisation) of a trained model.
+"""Export a trained model to ONNX (optionally INT8-quantised), checked against PyTorch.
 
-The ONNX file is meant to be usable alone, from any runtime and language: input
-``input`` is N x 1 x 48 x 48 float32 already normalised by Eq. (27), output ``logits`` is N x 7,
-the batch dimension is dynamic, and the class names and the mean/std of Eq. (27) are stored in
-the model's ``metadata_props`` (``class_names`` as a JSON list, ``mean``, ``std``).
+The file format (input, output, metadata) is described in :mod:`ferlab.inference.onnx_format`.
+
+    from ferlab.inference.export import export_onnx
+
+    out = export_onnx("fernet", "fernet.onnx")            # shipped name, checkpoint or run folder
+    print(out.verification)                              # vs PyTorch on 64 random inputs: ...
+    export_onnx("fernet", "fernet-int8.onnx", int8=True, calibration="fer2013/train")
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import logging
 import os
-import tempfile
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..constants import CLASS_NAMES, IMAGE_SIZE, MEAN, STD
+from ..constants import IMAGE_SIZE
 from ..errors import FerlabError
-from ..fileio import atomic_path, write_bytes
+from ..fileio import write_bytes
 from ..preprocessing import faces_to_input, resize_face
-
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-DEFAULT_OPSET = 17
-
-
-def _export_bytes(model: Any, opset: int) -> bytes:
-    """TorchScript-based exporter first (fast, no extra dependency, exact for these CNNs);
-    the dynamo exporter (needs onnxscript) only if that fails, e.g. on a future torch."""
-    import torch
-
-    import copy
-
-    model = getattr(model, "module", model)
-    # a copy: exporting must not switch a model in training to eval mode or move it off the GPU
-    model = copy.deepcopy(getattr(model, "_orig_mod", model)).eval().cpu()
-    dummy = torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE)
-    errors = []
-    for dynamo in (False, True):
-        buf = io.BytesIO()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # deprecation notices of the legacy exporter
-                kwargs: dict[str, Any] = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                              opset_version=opset, dynamo=dynamo)
-                if dynamo:
-                    kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=4096)},)
-                else:
-                    kwargs["dynamic_axes"] = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
-                    kwargs["do_constant_folding"] = True
-                with torch.no_grad():
-                    out = torch.onnx.export(model, (dummy,), buf, **kwargs)
-                if dynamo and out is not None and not buf.getvalue():
-                    out.save(buf)
-            data = buf.getvalue()
-            if data:
-                return data
-            errors.append(f"dynamo={dynamo}: exporter wrote nothing")
-        except Exception as exc:  # noqa: BLE001 - try the next exporter, report both
-            errors.append(f"dynamo={dynamo}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    raise FerlabError("ONNX export failed: " + "; ".join(errors))
+# the file format's names, re-exported for code written when they lived here
+from .onnx_format import (DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, cache_dir, cached_export,  # noqa: F401
+                          export_bytes, parse_metadata, quantize_int8, read_metadata)
 
 
-def _with_metadata(data: bytes, class_names: list[str], mean: float, std: float,
-                   extra: dict[str, Any] | None = None) -> bytes:
-    import onnx
+@dataclass(frozen=True)
+class Verification:
+    """How the exported file compares with the PyTorch model it came from."""
 
-    proto = onnx.load_from_string(data)
-    meta = {"class_names": json.dumps(list(class_names)), "mean": repr(float(mean)), "std": repr(float(std)),
-            "input": f"N x 1 x {IMAGE_SIZE} x {IMAGE_SIZE} float32 grayscale, (pixel / 255 - mean) / std",
-            "output": f"N x {len(class_names)} logits (softmax for probabilities)"}
-    for k, v in (extra or {}).items():
-        meta[k] = v if isinstance(v, str) else json.dumps(v)
-    del proto.metadata_props[:]
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
-    proto.producer_name = "ferlab"
-    onnx.checker.check_model(proto)
-    return proto.SerializeToString()
+    inputs: int
+    real_faces: bool  # face images (calibration folder or array), else random normal inputs
+    top1_agreement: float
+    max_prob_diff: float
+
+    def __str__(self) -> str:
+        what = "faces" if self.real_faces else "random inputs"
+        return (f"vs PyTorch on {self.inputs} {what}: top-1 agreement {self.top1_agreement * 100:.1f}%, "
+                f"max |prob diff| {self.max_prob_diff:.2e}")
 
 
-def read_metadata(path_or_bytes: str | os.PathLike[str] | bytes) -> dict[str, Any]:
-    """Class names and normalisation stored by :func:`export_onnx` (defaults when absent)."""
-    import onnxruntime as ort
+class OnnxExport(type(Path())):  # type: ignore[misc]
+    """The written file's path (a :class:`pathlib.Path`), with what was checked on it."""
 
-    sess = _session(path_or_bytes, ort)
-    raw = dict(sess.get_modelmeta().custom_metadata_map)
-    return parse_metadata(raw)
-
-
-def parse_metadata(raw: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = dict(raw)
-    try:
-        out["class_names"] = json.loads(raw["class_names"]) if "class_names" in raw else list(CLASS_NAMES)
-        out["mean"] = float(raw.get("mean", MEAN))
-        out["std"] = float(raw.get("std", STD))
-    except (ValueError, TypeError) as exc:
-        raise FerlabError(f"ONNX metadata is malformed: {exc}") from None
-    return out
+    verification: Verification | None = None
+    int8: bool = False
+    opset: int = DEFAULT_OPSET
 
 
-def _session(path_or_bytes: str | os.PathLike[str] | bytes, ort: Any) -> Any:
-    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    return ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+# An exported fp32 model must give the same probabilities as PyTorch up to float error; INT8
+# is allowed its quantisation error but must still pick the same class almost always.
+FP32_MAX_PROB_DIFF = 1e-3
+INT8_MIN_AGREEMENT = 0.9
 
 
-def export_bytes(checkpoint: Any, opset: int = DEFAULT_OPSET, extra: dict[str, Any] | None = None) -> bytes:
-    """A :class:`ferlab.models.Checkpoint` -> ONNX bytes with metadata."""
-    from .._version import __version__
+def export_onnx(checkpoint_or_name: Any, path: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET,
+                int8: bool = False, calibration: np.ndarray | str | os.PathLike[str] | None = None,
+                calibration_count: int = 300, verify: bool = True) -> OnnxExport:
+    """Write the model to ``path`` (atomically) and return the path.
 
-    meta = {"ferlab_version": __version__, "arch": checkpoint.meta.get("model", {}).get("name", "?")}
-    meta.update(extra or {})
-    return _with_metadata(_export_bytes(checkpoint.model, opset), checkpoint.class_names,
-                          checkpoint.mean, checkpoint.std, meta)
+    ``checkpoint_or_name``: a loaded :class:`ferlab.models.Checkpoint`, a shipped model name,
+    a checkpoint file or a run folder. With ``int8``, ``calibration`` holds (N, 48, 48) uint8
+    faces, or a folder of face images (e.g. FER2013's ``train/``; ``calibration_count`` are
+    used), for static quantisation.
 
-
-def export_onnx(checkpoint: Any, path: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET,
-                int8: bool = False, calibration: np.ndarray | None = None) -> Path:
-    """Write the model to ``path`` (atomically). With ``int8``, ``calibration`` holds
-    (N, 48, 48) uint8 faces (a few hundred real FER2013 faces) for static quantisation."""
+    ``verify``: before anything is written, run the export in ONNX Runtime and the PyTorch
+    model on the same inputs (256 other faces of the calibration folder, else the calibration
+    faces, else 64 random inputs) and raise a FerlabError if they disagree (fp32:
+    probabilities further apart than float error; INT8: top-1 agreement under 90%). The
+    numbers are kept in the returned path's ``.verification``.
+    """
+    if str(path).lower().endswith(".safetensors"):
+        raise FerlabError(f"output {path} should end in .onnx")
+    checkpoint = _as_checkpoint(checkpoint_or_name)
+    folder = calibration if isinstance(calibration, (str, os.PathLike)) else None
+    if folder is not None:
+        calibration = load_calibration_faces(folder, calibration_count, seed=0) if int8 else None
     data = export_bytes(checkpoint, opset)
     if int8:
         if calibration is None or not len(calibration):
             raise FerlabError("INT8 export needs calibration faces (--calib DIR with face images)")
         data = quantize_int8(data, normalise_faces(calibration, checkpoint.mean, checkpoint.std))
+    check = None
+    if verify:
+        # real faces when there are some (INT8 must be judged on them: on random inputs even a
+        # good quantisation flips many near-ties); faces other than the calibration ones if possible
+        faces = load_calibration_faces(folder, 256, seed=1) if folder is not None else calibration
+        inputs = normalise_faces(faces, checkpoint.mean, checkpoint.std) if faces is not None else None
+        check = verify_onnx(data, checkpoint, inputs)
+        fp32_bad = not int8 and check.max_prob_diff > FP32_MAX_PROB_DIFF
+        if fp32_bad or (int8 and check.top1_agreement < INT8_MIN_AGREEMENT):
+            raise FerlabError(f"the exported model disagrees with the PyTorch model ({check}); "
+                              f"nothing written to {path}")
     write_bytes(path, data)
-    return Path(path)
+    out = OnnxExport(path)
+    out.verification, out.int8, out.opset = check, int8, opset
+    return out
+
+
+def verify_onnx(onnx_model: bytes | str | os.PathLike[str], checkpoint: Any,
+                inputs: np.ndarray | None = None, count: int = 64) -> Verification:
+    """Compare an ONNX model with the checkpoint's PyTorch model on ``inputs`` (normalised
+    N x 1 x 48 x 48; default ``count`` random normal ones)."""
+    from .backends import OnnxBackend, TorchBackend, softmax
+
+    real = inputs is not None
+    if inputs is None:
+        inputs = np.random.default_rng(0).standard_normal((count, 1, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+    ref = TorchBackend(checkpoint.model)(inputs)
+    got = OnnxBackend(onnx_model)(inputs)
+    return Verification(len(inputs), real, float((ref.argmax(1) == got.argmax(1)).mean()),
+                        float(np.abs(softmax(ref) - softmax(got)).max()))
+
+
+def _as_checkpoint(spec: Any) -> Any:
+    if hasattr(spec, "model") and hasattr(spec, "meta"):
+        return spec
+    from ..models.checkpoint import load_checkpoint
+    from ..models.hub import resolve_model
+
+    return load_checkpoint(resolve_model(spec))
 
 
 def normalise_faces(faces_u8: np.ndarray, mean: float, std: float) -> np.ndarray:
     return faces_to_input(np.asarray(faces_u8, np.uint8), mean, std)
-
-
-def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 16) -> bytes:
-    """Static quantisation: INT8 weights (per channel), UINT8 activations with ranges measured
-    on ``calibration`` (already-normalised N x 1 x 48 x 48). QUInt8 activations + QDQ format run
-    ~2x faster than fp32 on x86 CPUs; metadata is copied over (the quantiser drops it)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter([{INPUT_NAME: calibration[i:i + batch]} for i in range(0, len(calibration), batch)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._it, None)
-
-    calibration = np.ascontiguousarray(calibration, np.float32)
-    with tempfile.TemporaryDirectory(prefix="ferlab-int8-") as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(fp32)
-        try:
-            from onnxruntime.quantization.shape_inference import quant_pre_process
-
-            pre = Path(tmp) / "pre.onnx"
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            src = pre
-        except Exception:  # noqa: BLE001 - pre-processing is an optimisation only
-            pass
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # the quantiser logs a root-logger WARNING for every rank-1 weight (BatchNorm1d in
-            # the head) it leaves per-tensor; that is expected, not something users can act on
-            logging.disable(logging.WARNING)
-            try:
-                quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                per_channel=True)
-            finally:
-                logging.disable(logging.NOTSET)
-        proto = onnx.load(str(dst))
-    meta = {p.key: p.value for p in onnx.load_from_string(fp32).metadata_props}
-    meta["quantization"] = f"static int8 (QDQ, QUInt8 activations, per-channel QInt8 weights), {len(calibration)} calibration faces"
-    del proto.metadata_props[:]
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
-    return proto.SerializeToString()
 
 
 def load_calibration_faces(folder: str | os.PathLike[str], count: int = 300, seed: int = 0) -> np.ndarray:
@@ -218,37 +161,3 @@ def load_calibration_faces(folder: str | os.PathLike[str], count: int = 300, see
     return np.stack(faces)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("FERLAB_CACHE", Path.home() / ".cache" / "ferlab")) / "onnx"
-
-
-def cached_export(checkpoint: Any, weights_path: str | os.PathLike[str] | None) -> bytes:
-    """ONNX bytes for a checkpoint, exported once and kept in the user cache (keyed by the
-    checkpoint's content, ferlab/torch versions and opset), so ``backend=auto`` costs an
-    export only on first use. An unwritable cache just means exporting every time."""
-    import torch
-
-    from .._version import __version__
-
-    if weights_path is None:
-        return export_bytes(checkpoint)
-    wpath = Path(weights_path)
-    h = hashlib.sha256()
-    with open(wpath, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    h.update(json.dumps(checkpoint.meta, sort_keys=True, default=str).encode())
-    h.update(f"{__version__}|{torch.__version__}|{DEFAULT_OPSET}".encode())
-    target = cache_dir() / f"{wpath.stem}-{h.hexdigest()[:16]}.onnx"
-    if target.is_file():
-        try:
-            return target.read_bytes()
-        except OSError:
-            pass
-    data = export_bytes(checkpoint)
-    try:
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(data)
-    except OSError:
-        pass
-    return data

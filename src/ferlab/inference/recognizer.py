@@ -1,82 +1,93 @@
 """The public inference API: detect -> crop/normalise (Eq. 27) -> classify -> track -> smooth.
 
 ``Recognizer`` holds what is shared and stateless (model backend, detector, class names,
-normalisation); ``Session`` holds what belongs to one stream (tracker, smoother, frame
-counter). The web server keeps one Recognizer and one Session per websocket client, so
-clients never see each other's tracks or smoothing state.
+normalisation, what the model is); ``Session`` holds what belongs to one stream (tracker,
+smoother, frame counter). The web server keeps one Recognizer and one Session per websocket
+client, so clients never see each other's tracks or smoothing state. Options and their
+defaults are declared once, in :mod:`ferlab.inference.options`.
 """
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import FerlabError
+from ..preprocessing import make_batch
 from .backends import Backend, OnnxBackend, make_backend, softmax
 from .detector import FaceDetector, make_detector
-from .preprocess import clip_boxes, load_image, make_batch, to_bgr, to_gray
+from .model_info import ModelInfo
+from .options import InferenceOptions, split_options
+from .preprocess import clip_boxes, load_image, to_bgr, to_gray
 from .results import Face, FrameResult
 from .smoothing import make_smoother
+from .stream import FrameFilter, Sink, Stream
 from .tracker import IouTracker
-
-_SESSION_KEYS = {"smoothing", "window", "ema_alpha", "detect_every", "iou_threshold", "max_missed"}
 
 
 class Recognizer:
     """Detect and classify faces. Build with :meth:`from_pretrained`.
 
-    Options (all keyword): ``smoothing`` (window|ema|none|shared), ``window`` (N of Eq. 26),
-    ``ema_alpha``, ``detect_every`` (run the detector every k-th frame, track in between),
-    ``iou_threshold``/``max_missed`` (tracker). They are defaults for :meth:`session`.
+    ``options`` (:class:`~ferlab.inference.options.InferenceOptions`) are what it was built
+    with; their ``stream`` part (smoothing, window, ema_alpha, detect_every, iou_threshold,
+    max_missed) are the defaults of :meth:`session`. ``info``
+    (:class:`~ferlab.inference.model_info.ModelInfo`) says what the model is.
     """
 
     def __init__(self, backend: Backend, detector: FaceDetector, *, class_names: list[str],
-                 mean: float, std: float, smoothing: str = "window", window: int = 10,
-                 ema_alpha: float | None = None, detect_every: int = 1, iou_threshold: float = 0.3,
-                 max_missed: int = 15, source: str | None = None) -> None:
+                 mean: float, std: float, source: str | None = None, info: ModelInfo | None = None,
+                 options: InferenceOptions | None = None, **stream_options: Any) -> None:
+        split_options(stream_options, "stream", what="Recognizer option")
         self.backend = backend
         self.detector = detector
         self.class_names = list(class_names)
         self.mean = float(mean)
         self.std = float(std)
         self.source = source
-        self.options: dict[str, Any] = dict(smoothing=smoothing, window=int(window), ema_alpha=ema_alpha,
-                                            detect_every=int(detect_every), iou_threshold=float(iou_threshold),
-                                            max_missed=int(max_missed))
-        make_smoother(smoothing, int(window), ema_alpha)  # validate now, not on the first frame
-        if int(detect_every) < 1:
-            raise FerlabError(f"detect_every must be >= 1, got {detect_every}")
+        self.options = (options or InferenceOptions()).replace(**stream_options)
+        self.info = info or ModelInfo.from_meta(source, {"class_names": self.class_names, "mean": self.mean,
+                                                         "std": self.std}, "?")
 
     @classmethod
-    def from_pretrained(cls, path_or_name: str | os.PathLike[str] | None = None, *, backend: str = "auto",
-                        detector: str | FaceDetector = "haar", detector_model: str | os.PathLike[str] | None = None,
-                        detect_scale: float = 1.0, max_detect_side: int | None = 1920, device: str = "cpu",
-                        threads: int | None = None, **options: Any) -> Recognizer:
+    def from_pretrained(cls, path_or_name: str | os.PathLike[str] | None = None, *,
+                        options: InferenceOptions | None = None, **kwargs: Any) -> Recognizer:
         """Shipped model name, checkpoint (``.safetensors``/run folder) or an exported
-        ``.onnx`` file; ``None`` = the default shipped model (:func:`ferlab.hub.resolve_model`)."""
-        unknown = set(options) - _SESSION_KEYS
-        if unknown:
-            raise FerlabError(f"unknown Recognizer option(s): {', '.join(sorted(unknown))}")
-        det = make_detector(detector, detector_model, scale=detect_scale, max_side=max_detect_side)
-        if path_or_name is not None and str(path_or_name).lower().endswith(".onnx"):
-            if backend == "torch":
-                raise FerlabError(f"{path_or_name} is an ONNX file: use backend onnx or auto")
-            onnx = OnnxBackend(Path(path_or_name), threads=threads)
-            meta = onnx.metadata
-            return cls(onnx, det, class_names=meta["class_names"], mean=meta["mean"], std=meta["std"],
-                       source=str(path_or_name), **options)
-        from ..models.hub import resolve_model
-        from ..models.checkpoint import load_checkpoint
+        ``.onnx`` file; ``None`` = the default shipped model (:func:`ferlab.models.hub.resolve_model`).
 
-        weights = resolve_model(path_or_name)
+        Keyword arguments are the fields of :class:`~ferlab.inference.options.InferenceOptions`
+        (``backend``, ``device``, ``threads``, ``detector``, ``detector_model``,
+        ``detect_scale``, ``max_detect_side``, ``smoothing``, ``window``, ``ema_alpha``,
+        ``detect_every``, ``iou_threshold``, ``max_missed``; ``model`` instead of the first
+        argument), on top of ``options`` when given, so ``from_pretrained(**opts)`` works.
+        """
+        split_options(kwargs, what="Recognizer option")
+        opts = (options or InferenceOptions()).replace(**kwargs)
+        if path_or_name is not None:
+            if opts.model is not None and str(opts.model) != str(path_or_name):
+                raise FerlabError(f"two models given: {path_or_name} and model={opts.model}")
+            opts = opts.replace(model=path_or_name)
+        det = make_detector(opts.detector, opts.detector_model, scale=opts.detect_scale, max_side=opts.max_detect_side)
+        spec = opts.model
+        if spec is not None and str(spec).lower().endswith(".onnx"):
+            if opts.backend == "torch":
+                raise FerlabError(f"{spec} is an ONNX file: use backend onnx or auto")
+            onnx = OnnxBackend(Path(spec), threads=opts.threads)
+            info = ModelInfo.from_meta(spec, onnx.metadata, "onnx")
+            return cls(onnx, det, class_names=info.class_names, mean=info.mean, std=info.std,
+                       source=str(spec), info=info, options=opts)
+        from ..models.checkpoint import load_checkpoint
+        from ..models.hub import resolve_model
+
+        weights = resolve_model(spec)
         ckpt = load_checkpoint(weights)
-        be = make_backend(backend, ckpt, weights, device=device, threads=threads)
+        be = make_backend(opts.backend, ckpt, weights, device=opts.device, threads=opts.threads)
+        info = ModelInfo.from_meta(weights, ckpt.meta, "safetensors")
         return cls(be, det, class_names=ckpt.class_names, mean=ckpt.mean, std=ckpt.std,
-                   source=str(weights), **options)
+                   source=str(weights), info=info, options=opts)
 
     # -- stateless steps -------------------------------------------------------------------
     def detect(self, bgr: np.ndarray, gray: np.ndarray) -> np.ndarray:
@@ -105,38 +116,37 @@ class Recognizer:
 
     # -- streams ---------------------------------------------------------------------------
     def session(self, **overrides: Any) -> Session:
-        unknown = set(overrides) - _SESSION_KEYS
-        if unknown:
-            raise FerlabError(f"unknown session option(s): {', '.join(sorted(unknown))}")
-        return Session(self, **{**self.options, **overrides})
+        split_options(overrides, "stream", what="session option")
+        return Session(self, options=self.options.replace(**overrides))
 
-    def stream(self, source: str | int | os.PathLike[str], *, max_frames: int | None = None,
-               **overrides: Any) -> Iterator[FrameResult]:
-        """Per-frame results for anything ``cv2.VideoCapture`` opens (file, camera index, RTSP).
-        Frames are read one at a time, so memory does not grow with the length."""
-        from .video import iter_frames, open_capture
-
-        sess = self.session(**overrides)
-        cap, info = open_capture(source)
-        try:
-            for index, t, frame in iter_frames(cap, info, max_frames=max_frames):
-                yield sess.process(frame, t)
-        finally:
-            cap.release()
+    def stream(self, source: Any, *, max_frames: int | None = None, sinks: Iterable[Sink] = (),
+               frame_filter: FrameFilter | None = None, allow_empty: bool = True, **overrides: Any) -> Stream:
+        """Per-frame results for anything ``cv2.VideoCapture`` opens (file, camera index, RTSP),
+        in a new session. Iterate it, or ``.run()`` it for a summary; ``sinks``
+        (:mod:`ferlab.inference.sinks`) receive every frame. Frames are read one at a time,
+        so memory does not grow with the length."""
+        return Stream(self.session(**overrides), source, sinks=sinks, frame_filter=frame_filter,
+                      max_frames=max_frames, class_names=self.class_names, allow_empty=allow_empty)
 
 
 class Session:
-    """Per-stream state: tracker, smoother, frame counter. Not shared between streams."""
+    """Per-stream state: tracker, smoother, frame counter. Not shared between streams.
 
-    def __init__(self, recognizer: Recognizer, *, smoothing: str = "window", window: int = 10,
-                 ema_alpha: float | None = None, detect_every: int = 1, iou_threshold: float = 0.3,
-                 max_missed: int = 15) -> None:
+    ``options``: an :class:`~ferlab.inference.options.InferenceOptions` (its stream part is
+    used); keyword overrides on top (``Session(rec, window=4)``).
+    """
+
+    def __init__(self, recognizer: Recognizer, options: InferenceOptions | None = None, **overrides: Any) -> None:
+        split_options(overrides, "stream", what="session option")
+        opts = (options or InferenceOptions()).replace(**overrides)
         self.recognizer = recognizer
-        self.smoothing = smoothing
-        self.smoother = make_smoother(smoothing, window, ema_alpha)
+        self.options = opts
+        self.smoothing = opts.smoothing
+        self.smoother = make_smoother(opts.smoothing, opts.window, opts.ema_alpha)
         # missed counts detection rounds, so scale it to keep the same wall-clock grace period
-        self.tracker = IouTracker(iou_threshold=iou_threshold, max_missed=max(1, max_missed // detect_every))
-        self.detect_every = int(detect_every)
+        self.tracker = IouTracker(iou_threshold=opts.iou_threshold,
+                                  max_missed=max(1, opts.max_missed // opts.detect_every))
+        self.detect_every = opts.detect_every
         self.frame_index = 0
         self._t0: float | None = None
 

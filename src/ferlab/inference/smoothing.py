@@ -13,8 +13,7 @@ from typing import Hashable, Protocol
 import numpy as np
 
 from ..errors import FerlabError
-
-SMOOTHING_MODES = ("window", "ema", "none", "shared")
+from .options import DEFAULTS, SMOOTHING_MODES  # noqa: F401 - SMOOTHING_MODES is re-exported
 
 
 class Smoother(Protocol):
@@ -126,7 +125,8 @@ class SharedBufferSmoother:
         self._buffer.clear()
 
 
-def make_smoother(mode: str = "window", window: int = 10, ema_alpha: float | None = None) -> Smoother:
+def make_smoother(mode: str = DEFAULTS.smoothing, window: int = DEFAULTS.window,
+                  ema_alpha: float | None = DEFAULTS.ema_alpha) -> Smoother:
     if mode == "window":
         return WindowSmoother(window)
     if mode == "ema":

@@ -1,13 +1,12 @@
 """Which face is which across frames, so each person gets their own smoothing window.
 
 Algorithm 1 of the thesis averages every face into one buffer, so with two people on screen
-the displayed emotion is a mix of both. Here detections are matched to tracks greedily by IoU
-(faces move little between frames at 15-30 fps), with a centroid-distance fallback for fast
-moves where boxes stop overlapping. A track that goes unmatched for ``max_missed`` updates is
-dropped, and its id is never reused, so ids in JSONL/CSV identify one person.
-
-Greedy matching instead of Hungarian: with a handful of faces the two agree except in
-contrived ties, and greedy needs no SciPy and no cost-matrix edge cases.
+the displayed emotion is a mix of both. Here detections are matched to tracks by IoU (faces
+move little between frames at 15-30 fps), with a centroid-distance fallback for fast moves
+where boxes stop overlapping. Each pass is an optimal assignment (Hungarian method,
+:func:`scipy.optimize.linear_sum_assignment`) over the pairs that pass its threshold. A track
+that goes unmatched for ``max_missed`` updates is dropped, and its id is never reused, so ids
+in JSONL/CSV identify one person.
 """
 from __future__ import annotations
 
@@ -48,8 +47,23 @@ def _centroid_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return d / np.maximum(side, 1e-9)
 
 
+def _assign(score: np.ndarray, ok: np.ndarray) -> list[tuple[int, int]]:
+    """Pairs (row, col) with ``ok`` that match as many rows as possible and, among those
+    matchings, maximise the total ``score``; each row and column is used at most once."""
+    if not ok.any():
+        return []
+    from scipy.optimize import linear_sum_assignment
+
+    # A pair that is not ok costs more than any set of allowed pairs can save, so the solver
+    # uses one only where the matrix shape forces it; such pairs are dropped from the answer.
+    forbidden = (float(np.abs(score[ok]).max()) + 1.0) * 2 * (min(score.shape) + 1)
+    rows, cols = linear_sum_assignment(np.where(ok, -score, forbidden))
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if ok[r, c]]
+
+
 class IouTracker:
-    """Greedy IoU matching with centroid fallback; ids start at 1 and are never reused.
+    """IoU matching with centroid fallback (an optimal assignment in each pass); ids start
+    at 1 and are never reused.
 
     ``max_missed``: detection rounds a face may be lost (blink of the detector, hand in front)
     before its track and its smoothing history are dropped. ``max_size_ratio`` stops a
@@ -87,16 +101,16 @@ class IouTracker:
             ts = tboxes[:, 2:].mean(1)[:, None]
             ds = boxes[:, 2:].mean(1)[None]
             ratio = np.maximum(ts, ds) / np.maximum(np.minimum(ts, ds), 1e-9)
-            # pass 1: overlap; pass 2: nearby centre of a similar size (fast motion)
+            # pass 1: overlap; pass 2: nearby centre of a similar size (fast motion), among
+            # the tracks and detections pass 1 left over
             for score, ok in ((iou, iou >= self.iou_threshold),
                               (-cdist, (cdist <= self.centroid_threshold) & (ratio <= self.max_size_ratio))):
-                pairs = np.argwhere(ok)
-                order = np.argsort(-score[ok], kind="stable")
-                for ti, di in pairs[order]:
-                    if ti in matched_tracks or assigned[di] is not None:
-                        continue
-                    matched_tracks.add(int(ti))
-                    assigned[di] = int(ti)
+                free = ok.copy()
+                free[list(matched_tracks), :] = False
+                free[:, [di for di in range(n_d) if assigned[di] is not None]] = False
+                for ti, di in _assign(score, free):
+                    matched_tracks.add(ti)
+                    assigned[di] = ti
         ids: list[int] = []
         for di, ti in enumerate(assigned):
             if ti is None:

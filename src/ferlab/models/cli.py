@@ -1,4 +1,4 @@
-"""``ferlab models`` (what ships in the box) and ``ferlab demo`` (the one command to try ferlab)."""
+"""``ferlab models``: what ships in the box. (``ferlab demo`` lives in :mod:`ferlab.inference.cli`.)"""
 from __future__ import annotations
 
 import argparse
@@ -8,16 +8,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the trained models shipped with ferlab")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_models)
-    d = sub.add_parser("demo", help="run live recognition on the webcam, or on the bundled clip without one",
-                       description="Runs the live pipeline with the best shipped model: on the webcam when one "
-                                   "is present (and a display), otherwise on a sample clip bundled with ferlab. "
-                                   "Writes the annotated video + per-frame JSONL and prints a summary.")
-    d.add_argument("--model", help="shipped model name or checkpoint (default: best shipped)")
-    d.add_argument("--camera", type=int, default=None, help="camera index to try first (default 0)")
-    d.add_argument("--source", help="video file or URL instead of camera/sample clip")
-    d.add_argument("--out", default="ferlab-demo", help="output folder (default ./ferlab-demo)")
-    d.add_argument("--no-window", action="store_true", help="never open a window")
-    d.set_defaults(func=run_demo)
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -43,9 +33,3 @@ def run_models(args: argparse.Namespace) -> int:
     print("val = FER2013 PublicTest (used for selection); test = PrivateTest; test-all = all 7,178 test images")
     return 0
 
-
-def run_demo(args: argparse.Namespace) -> int:
-    from ..demo import demo
-
-    demo(model=args.model, camera=args.camera, source=args.source, out=args.out, window=not args.no_window)
-    return 0

@@ -8,7 +8,7 @@ as ``ferlab predict`` / ``ferlab video --jsonl`` and the Python API):
 * ``POST /api/video``: a short video -> per-frame records (one tracking session).
 * ``GET /api/health``, ``GET /api/model``; ``/openapi.json``; ``/docs`` is ferlab's own
   offline page over the schema (FastAPI's Swagger page loads its code from a CDN, which
-  neither these machines nor many users' laptops can reach).
+  offline machines and many networks cannot reach).
 * ``WS /ws/live``: the client sends JPEG frames as binary messages and gets one JSON text
   message per processed frame: ``{"type": "result", "seq", "dropped", "width", "height",
   "server_ms", "frame", "time", "faces"}`` (or ``{"type": "error", "error"}``). ``seq`` counts
@@ -66,54 +66,39 @@ _ERRORS = {400: {"description": "empty or malformed upload"}, 413: {"description
 
 
 def describe_model(recognizer: Any) -> dict[str, Any]:
-    """Name, classes and accuracy on record, from the checkpoint's sidecar when there is one.
-    Only file names are reported, never paths: the page may be open to the LAN."""
-    from ..models.hub import shipped_models
+    """Name, classes and accuracy on record, from what the recognizer learnt when it loaded
+    its model (``recognizer.info``). Only file names are reported, never paths: the page may
+    be open to the LAN."""
+    from ..inference.model_info import ModelInfo
 
+    info = getattr(recognizer, "info", None)
     source = getattr(recognizer, "source", None)
-    meta: dict[str, Any] = {}
-    name = None
-    if source:
-        src = Path(source)
-        for m in shipped_models():
-            if m.path.resolve() == src.resolve():
-                name, meta = m.name, m.meta
-                break
-        else:
-            sidecar = src.with_suffix(".json")
-            if src.suffix == ".safetensors" and sidecar.is_file():
-                with contextlib.suppress(OSError, ValueError):
-                    meta = json.loads(sidecar.read_text())
-            name = src.parent.name if src.stem == "best" else src.stem
-    if not meta:
-        backend_meta = getattr(getattr(recognizer, "backend", None), "metadata", None)
-        if isinstance(backend_meta, dict):
-            meta = backend_meta
-    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
-    accuracy = {split: float(v["accuracy"]) for split, v in metrics.items()
-                if isinstance(v, dict) and isinstance(v.get("accuracy"), (int, float))}
-    return {"name": name, "file": Path(source).name if source else None,
-            "arch": (meta.get("model") or {}).get("name") if isinstance(meta.get("model"), dict) else None,
-            "classes": list(recognizer.class_names), "accuracy": accuracy or None,
+    if not isinstance(info, ModelInfo):  # a stand-in that only knows its file
+        info = ModelInfo.read(source) if source else None
+    return {"name": info.name if info else None, "file": info.file if info else None,
+            "arch": info.arch if info else None, "classes": list(recognizer.class_names),
+            "accuracy": (info.accuracy() or None) if info else None,
             "backend": getattr(getattr(recognizer, "backend", None), "name", None),
             "detector": getattr(getattr(recognizer, "detector", None), "name", None)}
 
 
-def _load_recognizer(spec: Any) -> Any:
+def _load_recognizer(spec: Any, options: Any = None) -> Any:
     if hasattr(spec, "predict") and hasattr(spec, "session"):
         return spec
     from ..inference import Recognizer
 
-    return Recognizer.from_pretrained(None if spec is None else str(spec))
+    return Recognizer.from_pretrained(None if spec is None else str(spec), options=options)
 
 
-def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = None) -> FastAPI:
+def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = None, *,
+               options: Any = None) -> FastAPI:
     """The app around a ready :class:`~ferlab.inference.Recognizer`, or a model spec (shipped
-    name, checkpoint, run folder; None = default model) loaded with default options."""
+    name, checkpoint, run folder; None = default model) loaded with ``options``
+    (:class:`~ferlab.inference.options.InferenceOptions`; default options when None)."""
     from .._version import __version__
 
     limits = limits or Limits()
-    engine = Engine(_load_recognizer(recognizer_or_model_path), limits)
+    engine = Engine(_load_recognizer(recognizer_or_model_path, options), limits)
     model_info = describe_model(engine.recognizer)
     static_files = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _MEDIA_TYPES} \
         if STATIC_DIR.is_dir() else {}

@@ -10,9 +10,9 @@ import argparse
 import ipaddress
 import socket
 import sys
-from typing import Any
 
 from ..errors import FerlabError
+from ..inference import options as inference_options
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -41,15 +41,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _recognizer(args: argparse.Namespace) -> Any:
-    from ..inference import Recognizer
-
-    return Recognizer.from_pretrained(args.model, backend=args.backend, detector=args.detector,
-                                      detector_model=args.detector_model, detect_scale=args.detect_scale,
-                                      device=args.device, threads=args.threads, smoothing=args.smoothing,
-                                      window=args.window, detect_every=args.detect_every)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -57,6 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not (importlib.util.find_spec("websockets") or importlib.util.find_spec("wsproto")):
         raise FerlabError("the live page needs a websocket library: pip install 'uvicorn[standard]' (or websockets)")
+    options = inference_options.from_args(args)  # bad values fail before the port is taken
     limits = Limits(max_upload_mb=args.max_upload_mb, max_clients=args.max_clients, max_fps=args.max_fps,
                     max_video_seconds=args.max_video_seconds, max_video_frames=args.max_video_frames,
                     video_fps=args.video_fps, workers=args.workers)
@@ -64,9 +56,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
+        from ..inference import Recognizer
         from .app import create_app
 
-        app = create_app(_recognizer(args), limits)
+        app = create_app(Recognizer.from_pretrained(options=options), limits)
         model = app.state.engine.recognizer
         host, port = sock.getsockname()[:2]
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
@@ -89,8 +82,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description="Start a local web server: open the printed URL for the live webcam page "
                                    "and photo/video uploads; JSON API under /api (schema at /openapi.json, "
                                    "offline docs at /docs).")
-    p.add_argument("--model", default=None, metavar="NAME|CKPT",
-                   help="shipped model name, checkpoint .safetensors, run folder or .onnx (default: best shipped)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, metavar="MB", help="largest photo/video upload")
@@ -101,17 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--max-video-frames", type=int, default=600, metavar="N", help="analysed frames per video")
     p.add_argument("--video-fps", type=float, default=10.0, metavar="F", help="default analysis rate for videos")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="inference threads")
-    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
-                   help="auto = ONNX Runtime on CPU when available, else PyTorch")
-    p.add_argument("--device", default="cpu", help="torch device for --backend torch (e.g. cuda)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
-    p.add_argument("--detector", choices=("haar", "yunet"), default="haar", help="face detector")
-    p.add_argument("--detector-model", default=None, metavar="PATH", help="YuNet .onnx (for --detector yunet)")
-    p.add_argument("--detect-scale", type=float, default=1.0, metavar="S", help="detect on the frame shrunk by S")
-    p.add_argument("--smoothing", choices=("window", "ema", "none", "shared"), default="window",
-                   help="per-face temporal smoothing for live and video")
-    p.add_argument("--window", type=int, default=10, metavar="N", help="smoothing window (Table 5)")
-    p.add_argument("--detect-every", type=int, default=1, metavar="K", help="detect every K-th frame, track between")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--access-log", action="store_true", help="log every request")
+    inference_options.add_arguments(p)  # the same flags as live / video, from one declaration
     p.set_defaults(func=cmd_serve)

@@ -5,8 +5,12 @@ on the event loop: it goes to a small thread pool, and videos to a pool of their
 long video cannot take the threads live clients need. The Haar cascade is locked by the
 detector itself, but the recognizer as a whole is not documented as thread-safe (PyTorch
 modules and the per-session trackers were not written for concurrent calls), so every call
-into it holds one lock. On the 2-4 cores this runs on, serialising the model costs little:
-decoding JPEGs, the other big cost, still runs in parallel outside the lock.
+into it holds one lock. Serialising the model costs little on a CPU, where concurrent calls
+would compete for the same cores anyway; decoding JPEGs, the other big cost, still runs in
+parallel outside the lock.
+
+Video analysis is the inference package's one frame loop (:class:`~ferlab.inference.stream.Stream`)
+with a frame filter that samples and enforces the limits, and a sink that collects the records.
 """
 from __future__ import annotations
 
@@ -79,51 +83,74 @@ class Engine:
     def analyse_video(self, path: Path, sample_fps: float | None, cancel: threading.Event) -> dict[str, Any]:
         """Per-frame records for a video file, sampled at ``sample_fps`` and bounded by the
         limits; ``stopped`` names the limit that cut it short (None = whole video)."""
-        from ..inference.video import DEFAULT_FPS, iter_frames, open_capture
+        from ..inference.capture import DEFAULT_FPS, Capture
+        from ..inference.sinks import RecordsSink
+        from ..inference.stream import Stream
 
         lim = self.limits
         try:
-            cap, info = open_capture(path)
+            capture = Capture.open(path)
         except FerlabError:
             raise UploadError(422, "could not open the video (corrupt, truncated or a codec "
                                    "OpenCV cannot read)") from None
-        try:
-            if info.width * info.height > lim.max_image_pixels:
-                raise UploadError(413, f"video of {info.width}x{info.height} pixels refused "
-                                       f"(limit {lim.max_image_pixels:,} pixels per frame)")
-            native = info.fps or DEFAULT_FPS
-            rate = min(sample_fps or lim.video_fps, native)
-            session = self.new_session()
-            frames: list[dict[str, Any]] = []
-            stopped: str | None = None
-            started = time.monotonic()
-            read = 0
-            for index, t, frame in iter_frames(cap, info):
-                read += 1
-                if cancel.is_set():
-                    stopped = "cancelled"
-                    break
-                if t > lim.max_video_seconds:
-                    stopped = "max_video_seconds"
-                    break
-                if t + 1e-6 < len(frames) / rate:  # sampling: not yet time for the next one
-                    continue
-                if len(frames) >= lim.max_video_frames:
-                    stopped = "max_video_frames"
-                    break
-                if time.monotonic() - started > lim.max_video_work_seconds:
-                    stopped = "max_video_work_seconds"
-                    break
-                with self._lock:
-                    result = session.process(frame, t)
-                record = result.to_dict()
-                record["frame"] = index  # the source frame, as in `ferlab video` output
-                frames.append(record)
-        finally:
-            cap.release()
-        if not frames:
+        info = capture.info
+        if info.width * info.height > lim.max_image_pixels:
+            capture.release()
+            raise UploadError(413, f"video of {info.width}x{info.height} pixels refused "
+                                   f"(limit {lim.max_image_pixels:,} pixels per frame)")
+        native = info.fps or DEFAULT_FPS
+        rate = min(sample_fps or lim.video_fps, native)
+        records = RecordsSink()
+        stream = Stream(_Locked(self.new_session(), self._lock), capture, sinks=[records],
+                        frame_filter=VideoBudget(lim, rate, cancel), class_names=self.class_names)
+        summary = stream.run(handle_sigint=False)
+        if not records.records:
             raise UploadError(422, "no frame could be decoded from the video (corrupt or unsupported codec)")
         return {"video": {"fps": info.fps, "width": info.width, "height": info.height,
                           "frame_count": info.frame_count,
                           "duration": round(info.frame_count / native, 3) if info.frame_count else None},
-                "sample_fps": round(rate, 3), "frames_read": read, "stopped": stopped, "frames": frames}
+                "sample_fps": round(rate, 3), "frames_read": summary.frames_read, "stopped": summary.stop_reason,
+                "frames": records.records}
+
+
+class VideoBudget:
+    """Frame filter of :meth:`Engine.analyse_video`: takes frames at ``rate`` per second of
+    video and stops the stream (:class:`~ferlab.inference.stream.StopStream`, whose reason the
+    response reports) on cancellation or at the first limit reached."""
+
+    def __init__(self, limits: Limits, rate: float, cancel: threading.Event) -> None:
+        self.limits = limits
+        self.rate = rate
+        self.cancel = cancel
+        self.taken = 0
+        self.started = time.monotonic()
+
+    def __call__(self, index: int, t: float) -> bool:
+        from ..inference.stream import StopStream
+
+        lim = self.limits
+        if self.cancel.is_set():
+            raise StopStream("cancelled")
+        if t > lim.max_video_seconds:
+            raise StopStream("max_video_seconds")
+        if t + 1e-6 < self.taken / self.rate:  # sampling: not yet time for the next one
+            return False
+        if self.taken >= lim.max_video_frames:
+            raise StopStream("max_video_frames")
+        if time.monotonic() - self.started > lim.max_video_work_seconds:
+            raise StopStream("max_video_work_seconds")
+        self.taken += 1
+        return True
+
+
+class _Locked:
+    """A session whose ``process`` holds the engine's lock (the stream calls it from a video thread)."""
+
+    def __init__(self, session: Any, lock: threading.Lock) -> None:
+        self.session = session
+        self.recognizer = session.recognizer
+        self._lock = lock
+
+    def process(self, frame: np.ndarray, timestamp: float | None = None) -> Any:
+        with self._lock:
+            return self.session.process(frame, timestamp)

@@ -9,13 +9,15 @@ so no malformed input can surface as a 500.
 from __future__ import annotations
 
 import struct
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from starlette.requests import Request
 
 MULTIPART_SLACK = 64 * 1024  # boundaries, part headers and small extra fields around the file
+MAX_FILE_PARTS = 4  # a form sends one file; a few more are tolerated (the first named 'file' wins)
+MAX_FIELD_PARTS = 32
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/webp")
 VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-msvideo", "video/avi")
 GENERIC_TYPES = ("application/octet-stream", "")
@@ -73,63 +75,39 @@ async def read_upload(request: Request, limit: int, field: str = "file") -> Uplo
 
 
 async def _read_multipart(request: Request, limit: int, budget: int, field: str) -> Upload:
-    from python_multipart.multipart import MultipartParser, parse_options_header
+    """Parsed by Starlette's form parser (python-multipart underneath, the parser behind
+    FastAPI's ``UploadFile``); the body it reads is cut off at ``budget`` bytes."""
+    from starlette.datastructures import UploadFile
+    from starlette.formparsers import MultiPartException, MultiPartParser
 
-    _, params = parse_options_header(request.headers.get("content-type", ""))
-    boundary = params.get(b"boundary")
-    if not boundary:
-        raise UploadError(400, "multipart upload without a boundary")
-    parts: list[dict[str, Any]] = []
-    header: dict[str, bytearray] = {"field": bytearray(), "value": bytearray()}
-
-    def on_part_begin() -> None:
-        parts.append({"headers": {}, "data": bytearray()})
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header["field"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        parts[-1]["headers"][bytes(header["field"]).decode("latin-1").lower()] = bytes(header["value"])
-        header["field"], header["value"] = bytearray(), bytearray()
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        part = parts[-1]
-        part["data"] += data[start:end]
-        if len(part["data"]) > limit:
-            raise _too_large(limit)
-
-    parser = MultipartParser(boundary, {  # type: ignore[arg-type]
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field,
-        "on_header_value": on_header_value, "on_header_end": on_header_end, "on_part_data": on_part_data})
-    total = 0
-    try:
+    async def bounded() -> AsyncIterator[bytes]:
+        total = 0
         async for chunk in request.stream():
             total += len(chunk)
             if total > budget:
                 raise _too_large(limit)
-            parser.write(chunk)
-        parser.finalize()
+            yield chunk
+
+    parser = MultiPartParser(request.headers, bounded(), max_files=MAX_FILE_PARTS, max_fields=MAX_FIELD_PARTS)
+    try:
+        form = await parser.parse()
     except UploadError:
         raise
+    except MultiPartException as exc:
+        raise UploadError(400, f"malformed multipart body: {exc.message}") from None
     except Exception as exc:  # noqa: BLE001 - python-multipart raises several error types
         raise UploadError(400, f"malformed multipart body: {exc}") from None
-    chosen = None
-    for part in parts:
-        _, opts = parse_options_header(part["headers"].get("content-disposition", b""))
-        name = opts.get(b"name", b"").decode("utf-8", "replace")
-        filename = opts.get(b"filename")
-        if name == field or (chosen is None and filename is not None):
-            chosen = (part, filename.decode("utf-8", "replace") if filename is not None else None)
-            if name == field:
-                break
-    if chosen is None or not chosen[0]["data"]:
-        raise UploadError(400, f"empty upload: no file in multipart field '{field}'")
-    part, filename = chosen
-    return Upload(bytes(part["data"]), _main_type(part["headers"].get("content-type", b"").decode("latin-1")),
-                  filename)
+    try:
+        files = [(name, value) for name, value in form.multi_items() if isinstance(value, UploadFile)]
+        chosen = next((v for name, v in files if name == field), files[0][1] if files else None)
+        data = await chosen.read(limit + 1) if chosen is not None else b""
+        if len(data) > limit:
+            raise _too_large(limit)
+        if not data:
+            raise UploadError(400, f"empty upload: no file in multipart field '{field}'")
+        return Upload(data, _main_type(chosen.content_type), chosen.filename)  # type: ignore[union-attr]
+    finally:
+        await form.close()
 
 
 # -- images -----------------------------------------------------------------------------------

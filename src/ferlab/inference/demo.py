@@ -13,15 +13,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import FerlabError
+from ..errors import FerlabError
+from .capture import gui_available, open_capture
+from .options import InferenceOptions
 
-SAMPLE_CLIP = Path(__file__).parent / "assets" / "sample_clip.mp4"
+SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "assets" / "sample_clip.mp4"
 CAMERA_FRAMES = 600  # a headless camera demo records ~20 s, then stops by itself
 
 
 def _camera_works(index: int) -> bool:
-    from .inference.video import open_capture
-
     try:
         cap, _ = open_capture(index)
     except FerlabError:
@@ -32,11 +32,15 @@ def _camera_works(index: int) -> bool:
 
 
 def demo(model: str | None = None, *, camera: int | None = None, source: str | os.PathLike[str] | None = None,
-         out: str | os.PathLike[str] = "ferlab-demo", window: bool = True, progress: bool = True) -> dict[str, Any]:
-    from .inference import Recognizer
-    from .inference.video import gui_available, run_stream
+         out: str | os.PathLike[str] = "ferlab-demo", window: bool = True, progress: bool = True,
+         options: InferenceOptions | None = None) -> dict[str, Any]:
+    """Run the pipeline on ``source``, else the camera, else the bundled clip, writing
+    ``demo.mp4``, ``demo.jsonl``, ``demo.csv`` and ``emotions.png`` to ``out``. ``window``:
+    show it when a display is there; ``options``: how to build the recognizer."""
+    from .recognizer import Recognizer
+    from .sinks import ProgressSink, WindowSink, file_sinks
 
-    rec = Recognizer.from_pretrained(model)
+    rec = Recognizer.from_pretrained(model, options=options)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if source is not None:
@@ -56,11 +60,15 @@ def demo(model: str | None = None, *, camera: int | None = None, source: str | o
     is_camera = isinstance(src, int)
     outputs = {"video": out_dir / "demo.mp4", "jsonl": out_dir / "demo.jsonl", "csv": out_dir / "demo.csv",
                "plot": out_dir / "emotions.png"}
-    print(f"ferlab demo: model {Path(rec.source).stem} on {what}")
-    summary = run_stream(rec, src, output=outputs["video"], jsonl=outputs["jsonl"], csv_path=outputs["csv"],
-                         plot=outputs["plot"], show=show, progress=progress,
-                         max_frames=CAMERA_FRAMES if is_camera and not show else None)
-    report = _summarise(outputs["jsonl"], rec.class_names)
+    print(f"ferlab demo: model {rec.info.name or Path(rec.source or '?').stem} on {what}")
+    sinks: list[Any] = file_sinks(output=outputs["video"], jsonl=outputs["jsonl"], csv_path=outputs["csv"],
+                                  plot=outputs["plot"])
+    sinks.append(ProgressSink(enabled=progress))
+    if show:
+        sinks.append(WindowSink("ferlab demo (q quits)"))
+    summary = rec.stream(src, sinks=sinks, allow_empty=False,
+                         max_frames=CAMERA_FRAMES if is_camera and not show else None).run()
+    report = _summarise(outputs["jsonl"])
     print(f"\nprocessed {summary.frames} frames in {summary.seconds:.1f}s ({summary.fps:.1f} fps), "
           f"{summary.faces} face detections, {summary.tracks} tracked faces")
     for tid, info in sorted(report["tracks"].items(), key=lambda kv: -kv[1]["frames"])[:8]:
@@ -76,7 +84,7 @@ def demo(model: str | None = None, *, camera: int | None = None, source: str | o
             "outputs": {k: str(v) for k, v in outputs.items()}}
 
 
-def _summarise(jsonl: Path, class_names: list[str]) -> dict[str, Any]:
+def _summarise(jsonl: Path) -> dict[str, Any]:
     """Per track: frame count and the share of frames per (smoothed) label."""
     counts: dict[int, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     if jsonl.exists():

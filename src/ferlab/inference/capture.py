@@ -1,0 +1,157 @@
+"""Opening cameras, video files and network streams, and reading them frame by frame.
+
+Each kind of source fails with its own one-line message (camera busy, file missing/empty/
+corrupt, stream unreachable) instead of OpenCV's silent ``isOpened() == False``.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..errors import FerlabError
+
+# FFmpeg's own log lines ("moov atom not found") would be printed next to our one-line
+# error; users who need them can set the variable themselves.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+DEFAULT_FPS = 30.0  # assumed when a file does not say
+
+
+@dataclass
+class SourceInfo:
+    name: str
+    live: bool  # camera or network stream: wall-clock timestamps, no known length
+    fps: float | None
+    frame_count: int | None
+    width: int
+    height: int
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV prints WARN lines when a camera index or file fails to open; we raise a clear
+    FerlabError instead, so hide them for the duration of the open only."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        yield
+        return
+    old = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(old)
+
+
+def parse_source(source: str | int | os.PathLike[str]) -> str | int:
+    """A camera index (``0``, ``"0"``), a URL or a file path."""
+    if isinstance(source, int):
+        return source
+    s = str(source)
+    return int(s) if s.isdigit() else s
+
+
+def open_capture(source: str | int | os.PathLike[str]) -> tuple[cv2.VideoCapture, SourceInfo]:
+    """Open a camera index, file or URL, or raise a one-line error naming it."""
+    src = parse_source(source)
+    if isinstance(src, int):
+        with _quiet_opencv():
+            cap = cv2.VideoCapture(src)
+        if not cap.isOpened():
+            raise FerlabError(f"camera {src} could not be opened (is one connected and not in use by another program?)")
+        live = True
+        name = f"camera {src}"
+    elif "://" in src:
+        with _quiet_opencv():
+            cap = cv2.VideoCapture(src)
+        if not cap.isOpened():
+            raise FerlabError(f"stream {src} could not be opened (check the URL and that the server is reachable)")
+        live = True
+        name = src
+    else:
+        p = Path(src)
+        if not p.exists():
+            raise FerlabError(f"video not found: {p}")
+        if p.is_dir():
+            raise FerlabError(f"{p} is a folder, not a video")
+        if p.stat().st_size == 0:
+            raise FerlabError(f"video {p} is empty (0 bytes)")
+        with _quiet_opencv():
+            cap = cv2.VideoCapture(str(p))
+        if not cap.isOpened():
+            raise FerlabError(f"video {p} could not be opened (corrupt, truncated or not a video format)")
+        live = False
+        name = str(p)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = float(fps) if math.isfinite(fps) and 0 < fps < 1000 else None
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
+    info = SourceInfo(name, live, fps, count if count > 0 else None,
+                      int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    return cap, info
+
+
+def iter_frames(cap: cv2.VideoCapture, info: SourceInfo, *, max_frames: int | None = None,
+                retries: int = 5) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(index, seconds, BGR frame). Files use index / fps (exact, reproducible); live sources
+    use wall-clock time since the first frame. A live source may drop a few reads."""
+    index = 0
+    t0 = time.monotonic()
+    fails = 0
+    while max_frames is None or index < max_frames:
+        try:
+            ok, frame = cap.read()
+        except cv2.error:
+            ok, frame = False, None
+        if not ok or frame is None or frame.size == 0:
+            fails += 1
+            if info.live and fails <= retries:
+                time.sleep(0.01)
+                continue
+            return
+        fails = 0
+        t = (time.monotonic() - t0) if info.live else index / (info.fps or DEFAULT_FPS)
+        yield index, t, frame
+        index += 1
+
+
+class Capture:
+    """An opened source: ``info`` and :meth:`frames`; a context manager that releases it."""
+
+    def __init__(self, cap: cv2.VideoCapture, info: SourceInfo) -> None:
+        self.cap = cap
+        self.info = info
+
+    @classmethod
+    def open(cls, source: str | int | os.PathLike[str]) -> Capture:
+        return cls(*open_capture(source))
+
+    def frames(self, max_frames: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+        return iter_frames(self.cap, self.info, max_frames=max_frames)
+
+    def release(self) -> None:
+        self.cap.release()
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def gui_available() -> bool:
+    """opencv-python-headless (our dependency) has no windows; opencv-python does."""
+    try:
+        cv2.namedWindow("ferlab-probe", cv2.WINDOW_AUTOSIZE)
+        cv2.destroyWindow("ferlab-probe")
+        return True
+    except cv2.error:
+        return False
