@@ -2,16 +2,22 @@
 """Put a trained checkpoint into the package as a shipped model, with its measured metrics.
 
     .venv/bin/python scripts/ship_model.py --checkpoint runs/fernet/best.safetensors --name fernet \
-        --eval test=runs/eval-fernet-test --eval test-all=runs/eval-fernet-test-all \
-        --eval test-tta=runs/eval-fernet-test-tta [--half]
+        --eval val=runs/eval-fernet-val --eval test=runs/eval-fernet-test \
+        --eval test-all=runs/eval-fernet-test-all --eval test-tta=runs/eval-fernet-test-tta [--half]
+    .venv/bin/python scripts/ship_model.py --name fernet --metrics-only --eval val=DIR ...
 
-Validation metrics come from the checkpoint's own sidecar (measured during training on
-PublicTest); test metrics are copied from ``ferlab evaluate`` outputs (metrics.json) - nothing
-is typed in by hand. Writes src/ferlab/pretrained/NAME.safetensors + NAME.json.
+Validation metrics start from the checkpoint's own sidecar (measured during training on
+PublicTest, with the same prediction code as ``ferlab evaluate``); every ``--eval KEY=DIR``
+replaces or adds a split with the numbers of ``ferlab evaluate``'s metrics.json - nothing is
+typed in by hand. Writes src/ferlab/pretrained/NAME.safetensors + NAME.json;
+``--metrics-only`` rewrites only the JSON sidecar of an already shipped model, leaving its
+weights (and so every ``ferlab evaluate`` hash) untouched. scripts/evaluate_shipped.sh runs
+the evaluations and this script for every shipped model.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -19,8 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from ferlab.fileio import write_json  # noqa: E402
+from ferlab.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from ferlab.models.hub import PRETRAINED_DIR  # noqa: E402
-from ferlab.models import load_checkpoint, save_checkpoint  # noqa: E402
 
 
 def summarise(m: dict) -> dict:
@@ -34,21 +41,32 @@ def summarise(m: dict) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--checkpoint", help="trained checkpoint to ship (not with --metrics-only)")
     ap.add_argument("--name", required=True)
     ap.add_argument("--eval", action="append", default=[], metavar="KEY=DIR")
     ap.add_argument("--half", action="store_true", help="store weights as float16")
     ap.add_argument("--note", action="append", default=[], help="provenance notes kept in the JSON")
+    ap.add_argument("--metrics-only", action="store_true", help="update the shipped NAME.json only")
     args = ap.parse_args()
-    ck = load_checkpoint(args.checkpoint)
-    meta = dict(ck.meta)
+    target = PRETRAINED_DIR / f"{args.name}.safetensors"
+    if args.metrics_only == bool(args.checkpoint):
+        ap.error("give either --checkpoint (ship a model) or --metrics-only (update a shipped sidecar)")
+    meta = json.loads(target.with_suffix(".json").read_text()) if args.metrics_only \
+        else dict(load_checkpoint(args.checkpoint).meta)
     metrics = dict(meta.get("metrics", {}))
     for item in args.eval:
         key, folder = item.split("=", 1)
-        metrics[key] = summarise(json.loads((Path(folder) / "metrics.json").read_text()))
+        measured = json.loads((Path(folder) / "metrics.json").read_text())
+        if args.metrics_only and measured["model"]["sha256"] != hashlib.sha256(target.read_bytes()).hexdigest():
+            ap.error(f"{folder} evaluated other weights than {target}")
+        metrics[key] = {**(metrics.get(key, {}) if key == "val" else {}), **summarise(measured)}
     meta["metrics"] = metrics
     meta["notes"] = list(meta.get("notes", [])) + args.note
-    path = save_checkpoint(PRETRAINED_DIR / f"{args.name}.safetensors", ck.model, meta, half=args.half)
+    if args.metrics_only:
+        write_json(target.with_suffix(".json"), meta)
+        print(f"updated {target.with_suffix('.json')} with metrics for {', '.join(metrics)}")
+        return 0
+    path = save_checkpoint(target, load_checkpoint(args.checkpoint).model, meta, half=args.half)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) with metrics for {', '.join(metrics)}")
     return 0
 

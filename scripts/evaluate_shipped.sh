@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Measure every shipped model on every reported split with `ferlab evaluate` and write the
+# numbers into its sidecar (scripts/ship_model.py --metrics-only), then regenerate the docs.
+# Usage: scripts/evaluate_shipped.sh [DATA]   (default ../shared/data/fer2013)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data/fer2013}
+PY=${PYTHON:-.venv/bin/python}
+for name in $($PY -c "from ferlab.models.hub import shipped_models; print(' '.join(m.name for m in shipped_models()))"); do
+  evals=()
+  for spec in val: test: test-tta:flip test-all: test-all-tta:flip; do
+    key=${spec%%:*}; tta=${spec#*:}; split=${key%-tta}
+    out=runs/shipped-eval/$name-$key
+    $PY -m ferlab evaluate --model "$name" --data "$DATA" --split "$split" ${tta:+--tta $tta} --out "$out" >/dev/null
+    evals+=(--eval "$key=$out")
+  done
+  $PY scripts/ship_model.py --name "$name" --metrics-only "${evals[@]}"
+done
+$PY scripts/render_docs.py
