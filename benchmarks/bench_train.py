@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/bench_train.py                     # CPU: resnet18 (thesis) and fernet
     python3 benchmarks/bench_train.py --device cuda --compile      # GPU: eager and torch.compile
 
-One step is what ``ferlab.training.trainer`` does per batch: on-device augmentation (flip,
-rotation, translation, erasing), normalisation, forward, Eq. 15 loss, backward, gradient
-clipping, Adam. On CUDA it uses the trainer's settings: bf16 autocast and channels_last
+One step is the trainer's own :func:`ferlab.training.engine.train_step` (on-device augmentation:
+flip, rotation, translation, erasing; normalisation, forward, Eq. 15 loss, backward, gradient
+clipping, optimizer step), with the loss and optimizer from the trainer's factories and the
+thesis config. On CUDA it uses the trainer's settings: bf16 autocast and channels_last
 (``--compile`` adds a ``torch.compile`` row). Random data: throughput does not depend on pixels.
 
 Wall time on a shared machine includes other processes' time, so the process's CPU time per
@@ -28,11 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from ferlab.config import make_config  # noqa: E402
-from ferlab.constants import MEAN, STD  # noqa: E402
+from ferlab.device import resolve_device  # noqa: E402
 from ferlab.models import create_from_config  # noqa: E402
-from ferlab.preprocessing import standardise, to_unit  # noqa: E402
-from ferlab.training.augment import augment_batch  # noqa: E402
-from ferlab.training.loss import WeightedLabelSmoothingCE  # noqa: E402
+from ferlab.training.engine import set_backbone_frozen, set_train_mode, train_step  # noqa: E402
+from ferlab.training.factory import create_criterion, create_optimizer  # noqa: E402
 
 MODELS: dict[str, tuple[dict[str, Any], int]] = {
     "resnet18-thesis": ({"name": "resnet18", "pretrained": "none", "head": [256], "dropout": [0.5, 0.25],
@@ -46,36 +46,26 @@ def bench(name: str, device: torch.device, steps: int, warmup: int, compile_mode
           frozen: bool) -> dict[str, Any]:
     model_cfg, batch = MODELS[name]
     cfg = make_config()
+    t_cfg = cfg["train"]
     cuda = device.type == "cuda"
     torch.manual_seed(0)
     model = create_from_config(dict(model_cfg)).to(device)
-    if frozen:
-        for p in model.backbone.parameters():
-            p.requires_grad_(False)
+    set_backbone_frozen(model, frozen)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    model.train()
-    if frozen:
-        model.backbone.eval()
+    set_train_mode(model, frozen)
     fwd = torch.compile(model) if compile_model else model
-    opt = torch.optim.Adam([p for p in model.parameters()], lr=2e-4, weight_decay=1e-4)
-    crit = WeightedLabelSmoothingCE(7, 0.1, torch.ones(7)).to(device)
+    opt = create_optimizer(t_cfg, model.parameters())
     g = torch.Generator(device=device).manual_seed(0)
     data = torch.randint(0, 256, (batch * 8, 48, 48), dtype=torch.uint8, device=device)
     labels = torch.randint(0, 7, (batch * 8,), device=device)
+    crit = create_criterion(t_cfg, labels.cpu().numpy()).to(device)
+    mean, std = float(cfg["data"]["mean"]), float(cfg["data"]["std"])
 
     def step(i: int) -> None:
         idx = torch.arange(batch, device=device) + (i % 8) * batch
-        x = standardise(augment_batch(to_unit(data[idx].unsqueeze(1)), cfg["augment"], g), MEAN, STD)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            logits = fwd(x)
-        loss = crit(logits, labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        opt.step()
+        train_step(fwd, model, opt, crit, data[idx], labels[idx], augment=cfg["augment"], generator=g, mean=mean,
+                   std=std, amp=cuda, channels_last=cuda, grad_clip=float(t_cfg["grad_clip"]))
 
     t_first = time.perf_counter()
     for i in range(warmup):
@@ -108,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args(argv)
 
-    dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if args.device == "auto" else args.device))
+    dev = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = dev.type == "cuda"

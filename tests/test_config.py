@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from ferlab.config import DEFAULTS, make_config, parse_override
+from ferlab.config import DEFAULTS, make_config, parse_override, validate_config
 from ferlab.errors import FerlabError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _write(path: Path, text: str) -> Path:
@@ -137,13 +139,109 @@ def test_api_sections_between_file_and_overrides(tmp_path: Path) -> None:
     assert cfg["train"]["epochs"] == 2  # override over section
 
 
-def test_model_options_pass_through_to_the_factory() -> None:
-    """Each architecture has its own options (e.g. ``model.stem_stride`` for EfficientNet-Lite0),
-    so the config lets ``model.*`` through and the model factory rejects what it does not take."""
+def test_model_options_are_checked_against_the_architecture_at_load() -> None:
+    """Each architecture has its own options (e.g. ``model.stem_stride`` for EfficientNet-Lite0):
+    the config asks the model factory's builder for ``model.name`` which options it takes, so an
+    option the model does not take fails when the config is made, not when training starts."""
     from ferlab.models import create_from_config
 
     cfg = make_config(overrides=["model.name=efficientnet_lite0", "model.pretrained=none", "model.stem_stride=2"])
     assert create_from_config(cfg["model"]).backbone._conv_stem.stride == (2, 2)
-    bad = make_config(overrides=["model.pretrained=none", "model.stem_stride=2"])  # resnet18 has no such option
-    with pytest.raises(FerlabError, match="resnet18 does not take option.*stem_stride"):
-        create_from_config(bad["model"])
+    # order of overrides does not matter: the whole command line is checked at once
+    cfg2 = make_config(overrides=["model.stem_stride=2", "model.name=efficientnet_lite0", "model.pretrained=none"])
+    assert cfg2["model"] == cfg["model"]
+    with pytest.raises(FerlabError, match=r"unknown config key 'model.stem_stride' in override "
+                                          r"'model.stem_stride=2' \(resnet18 takes .*stem\)"):
+        make_config(overrides=["model.pretrained=none", "model.stem_stride=2"])
+    with pytest.raises(FerlabError, match="config key 'model.stem_stride'.*valid integer.*'two'"):
+        make_config(overrides=["model.name=efficientnet_lite0", "model.stem_stride=two"])
+    with pytest.raises(FerlabError, match="config key 'model.name'.*unknown model 'resnet19'.*resnet18"):
+        make_config(overrides=["model.name=resnet19"])
+    with pytest.raises(FerlabError, match="config key 'model.stem'.*'thesis' or 'original'"):
+        make_config(overrides=["model.stem=tiny"])
+
+
+# ----------------------------------------------------------------------------- typed, checked at load
+
+COMMITTED = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+def test_there_are_committed_configs() -> None:
+    assert len(COMMITTED) >= 20 and any(p.name == "thesis.yaml" for p in COMMITTED)
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_committed_config_loads(path: Path) -> None:
+    cfg = make_config(path)
+    assert validate_config(cfg) == cfg  # already in canonical form: checking again changes nothing
+    assert cfg["name"] == path.stem
+
+
+@pytest.mark.parametrize("override,match", [
+    ("epochs=many", r"^config key 'train.epochs' in override 'epochs=many': .*valid integer.*'many'$"),
+    ("epochs=0", r"^config key 'train.epochs' .*greater than or equal to 1"),
+    ("train.lr=fast", r"^config key 'train.lr' .*valid number"),
+    ("optimizer=rmsprop", r"^config key 'train.optimizer' .*'adam', 'adamw' or 'sgd', got 'rmsprop'$"),
+    ("scheduler=onecycle", r"^config key 'train.scheduler' .*'cosine', 'step' or 'none', got 'onecycle'$"),
+    ("select_metric=test_acc", r"^config key 'train.select_metric' .*'val_acc'"),
+    ("amp=fp16", r"^config key 'train.amp' .*boolean or .*'auto' or 'bf16'"),
+    ("betas=[0.9]", r"^config key 'train.betas' .*at least 2 items"),
+    ("erasing_p=1.5", r"^config key 'augment.erasing_p' .*less than or equal to 1"),
+    ("data.train_subset=-5", r"^config key 'data.train_subset' "),
+    ("seed=abc", r"^config key 'seed' "),
+    ("train=5", r"^config key 'train' .*valid dictionary"),
+])
+def test_wrong_types_and_unknown_choices_fail_at_load_naming_the_key(override: str, match: str) -> None:
+    with pytest.raises(FerlabError, match=match) as info:
+        make_config(overrides=[override])
+    assert "\n" not in str(info.value)
+
+
+def test_type_errors_name_the_file_or_the_arguments(tmp_path: Path) -> None:
+    path = _write(tmp_path / "bad.yaml", "train:\n  optimizer: adagrad\n")
+    with pytest.raises(FerlabError, match=r"config key 'train.optimizer' in .*bad.yaml: .*'adagrad'"):
+        make_config(path)
+    with pytest.raises(FerlabError, match=r"config key 'train.batch_size' in arguments: .*valid integer"):
+        make_config(train={"batch_size": "lots"})
+
+
+def test_values_are_coerced_to_their_types(tmp_path: Path) -> None:
+    cfg = make_config(overrides=["lr=1", "epochs=3.0", "class_weights=yes"], data={"root": tmp_path})
+    assert cfg["train"]["lr"] == 1.0 and isinstance(cfg["train"]["lr"], float)
+    assert cfg["train"]["epochs"] == 3 and isinstance(cfg["train"]["epochs"], int)
+    assert cfg["train"]["class_weights"] is True
+    assert cfg["data"]["root"] == str(tmp_path)  # a Path is stored as text (config.json)
+
+
+def test_validate_config_fills_defaults_and_keeps_a_given_model_section() -> None:
+    """``ferlab.train(cfg_dict)`` checks a hand-built dict; a model section replaced as a whole
+    keeps exactly its keys (no thesis defaults such as pretrained=imagenet slip into a FerNet)."""
+    cfg = validate_config({"name": "x", "model": {"name": "fernet", "widths": [8, 8, 8, 8]},
+                           "train": {"epochs": 2}})
+    assert cfg["model"] == {"name": "fernet", "widths": [8, 8, 8, 8]}
+    assert cfg["train"]["epochs"] == 2 and cfg["train"]["batch_size"] == 64
+    with pytest.raises(FerlabError, match="unknown config key 'train.epohcs' in config"):
+        validate_config({"train": {"epohcs": 2}})
+
+
+def test_choices_are_exactly_what_the_trainer_implements() -> None:
+    """Every optimizer and scheduler the schema offers is built by the trainer's factories (and
+    nothing else is offered): ``onecycle`` was once advertised and failed at the first batch."""
+    import torch
+
+    from ferlab.config import OPTIMIZERS, SCHEDULERS
+    from ferlab.training import factory
+    from ferlab.training.schedule import LR_KINDS, lr_at
+
+    assert set(OPTIMIZERS) == set(factory.OPTIMIZERS)
+    assert set(SCHEDULERS) == set(LR_KINDS)
+    for name in OPTIMIZERS:
+        cfg = make_config(overrides=[f"optimizer={name}"])
+        opt = factory.create_optimizer(cfg["train"], [torch.nn.Parameter(torch.zeros(3))])
+        assert opt.param_groups[0]["lr"] == cfg["train"]["lr"]
+    for name in SCHEDULERS:
+        cfg = make_config(overrides=[f"scheduler={name}", "epochs=10"])
+        sched = factory.create_scheduler(cfg, steps_per_epoch=5)
+        lrs = [sched.lr(e, s) for e in range(10) for s in range(5)]
+        assert all(0 < v <= cfg["train"]["lr"] for v in lrs) and lrs == [lr_at(cfg, e, s, 5) for e in range(10)
+                                                                        for s in range(5)]

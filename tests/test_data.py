@@ -446,3 +446,133 @@ def test_real_check_matches_data_readme(fer_data: FerData) -> None:
     # Measured on the shared copy (not in the README): 568 test images have an identical training
     # image, and 43 groups are shared between PublicTest and PrivateTest.
     assert (s["leaked_test_images"], s["val_test_groups"]) == (568, 43)
+
+
+# ----------------------------------------------------------------------------- data check: FER+ votes
+
+def _kaggle_votes(path: Path, recs: list, wrong: int = 3, skip: int = 0) -> Path:
+    """votes_by_kaggle_file.csv for the fake folder copy: every face's majority is its own label,
+    except the first ``wrong`` of each usage (voted 'fear' by six, or 'surprise' for fear faces);
+    the last ``skip`` files are left out and one Training file has no FER+ image."""
+    from ferlab.data.ferplus import VOTE_COLUMNS
+
+    col = {"angry": "anger", "happy": "happiness", "sad": "sadness"}
+    lines = ["kaggle_file,usage,ferplus_csv_row,status," + ",".join(VOTE_COLUMNS)]
+    seen: dict[str, int] = {}
+    for k, (usage, cname, stem, _) in enumerate(recs[:len(recs) - skip]):
+        name = f"{USAGE_DIR[usage]}/{cname}/{stem}.png"
+        seen[usage] = seen.get(usage, 0) + 1
+        if usage == "Training" and seen[usage] == wrong + 1:
+            lines.append(f"{name},{usage},,no_ferplus_image" + "," * len(VOTE_COLUMNS))
+            continue
+        winner = ("surprise" if cname == "fear" else "fear") if seen[usage] <= wrong else cname
+        votes = dict.fromkeys(VOTE_COLUMNS, 0) | {col.get(winner, winner): 6, "unknown": 4}
+        lines.append(f"{name},{usage},{k},unique," + ",".join(str(votes[c]) for c in VOTE_COLUMNS))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_check_reports_ferplus_agreement_when_found(fake: tuple[Path, list], capsys: pytest.CaptureFixture[str]) -> None:
+    root, recs = fake
+    _kaggle_votes(root.parent / "ferplus" / "votes_by_kaggle_file.csv", recs)  # beside the data: found
+    fp = check_dataset(root, cache=False).ferplus
+    assert fp is not None and not fp.error and fp.unmatched == 0
+    n_val = N_TEST // 2
+    assert fp.splits["train"] == {"files": N_TRAIN, "no_votes": 1, "majority7": N_TRAIN - 1,
+                                  "agree": N_TRAIN - 4, "percent": round(100 * (N_TRAIN - 4) / (N_TRAIN - 1), 2)}
+    assert fp.splits["val"] == {"files": n_val, "no_votes": 0, "majority7": n_val, "agree": n_val - 3,
+                                "percent": round(100 * (n_val - 3) / n_val, 2)}
+    assert fp.splits["test"]["agree"] == n_val - 3 and fp.splits["all"]["files"] == N_TRAIN + N_TEST
+
+    assert main(["data", "check", str(root), "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "FER+ majority vote vs FER2013 label" in out
+    assert f"{'val (PublicTest)':<25}{n_val:>9,}{0:>10,}{n_val:>18,}{n_val - 3:>9,}{'78.6%':>11}" in out
+    assert main(["data", "check", str(root), "--no-cache", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ferplus"]["splits"]["val"]["agree"] == n_val - 3
+    assert main(["data", "check", str(root), "--no-cache", "--no-ferplus"]) == 0
+    assert "FER+" not in capsys.readouterr().out
+
+
+def test_check_output_is_unchanged_without_ferplus(fake: tuple[Path, list], capsys: pytest.CaptureFixture[str]) -> None:
+    root, _ = fake
+    report = check_dataset(root, cache=False)
+    assert report.ferplus is None and "ferplus" not in report.to_dict()
+    assert "FER+" not in report.format_text()
+
+
+def test_check_ferplus_option_and_bad_votes(fake: tuple[Path, list], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    root, recs = fake
+    votes = _kaggle_votes(tmp_path / "elsewhere" / "votes_by_kaggle_file.csv", recs, skip=2)
+    assert main(["data", "check", str(root), "--no-cache", "--ferplus", str(votes.parent), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)["ferplus"]
+    assert rep["unmatched"] == 2 and rep["splits"]["test"]["no_votes"] == 2  # unlisted files count as no votes
+    assert main(["data", "check", str(root), "--no-cache", "--ferplus", str(votes)]) == 0
+    assert "2 faces are not listed in the votes file" in capsys.readouterr().out
+
+    # Given explicitly, a bad votes file stops the check with one line...
+    votes.write_text(votes.read_text().replace(",6,", ",six,", 1))
+    assert main(["data", "check", str(root), "--no-cache", "--ferplus", str(votes)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "line 2: vote counts must be integers" in err and "\n" not in err
+    assert main(["data", "check", str(root), "--no-cache", "--ferplus", str(tmp_path / "none")]) == 2
+    assert "FER+ votes not found" in capsys.readouterr().err
+    # ...found beside the data, it is reported as unused and the rest of the check still runs.
+    (tmp_path / "ferplus").mkdir()
+    (tmp_path / "ferplus" / "votes_by_kaggle_file.csv").write_bytes(votes.read_bytes())
+    assert main(["data", "check", str(root), "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "FER+ votes: not used (" in out and "vote counts must be integers" in out and "near-blank" in out
+
+
+def test_real_check_reports_ferplus_readme_agreement(fer_data: FerData, ferplus_dir: Path) -> None:
+    """FER+ README: Training 28,223 files with a 7-class majority, 63.4 %; PublicTest 3,529, 63.2 %;
+    PrivateTest 3,518, 63.4 %."""
+    report = check_dataset(fer_data)
+    fp = report.ferplus
+    assert fp is not None and Path(fp.source).parent == ferplus_dir.resolve()
+    got = {s: (a["majority7"], round(a["percent"], 1)) for s, a in fp.splits.items()}
+    assert got == {"train": (28223, 63.4), "val": (3529, 63.2), "test": (3518, 63.4), "all": (35270, 63.4)}
+    assert fp.splits["all"]["no_votes"] == 175
+    text = report.format_text(examples=0)
+    assert "28,223" in text and "63.2%" in text
+
+
+# ----------------------------------------------------------------------------- where the data is
+
+def test_data_root_is_argument_then_environment_then_default(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """One rule for every command: --data, else $FERLAB_DATA, else the config's data.root."""
+    from ferlab.data import resolve_root
+
+    monkeypatch.setenv("FERLAB_DATA", str(tmp_path / "env"))
+    assert resolve_root(tmp_path / "arg", default="cfg") == str(tmp_path / "arg")
+    assert resolve_root(None, default="cfg") == str(tmp_path / "env")
+    monkeypatch.delenv("FERLAB_DATA")
+    assert resolve_root(None, default="cfg") == "cfg"
+    with pytest.raises(FerlabError, match=r"^no data: pass --data PATH .* or set FERLAB_DATA$"):
+        resolve_root(None)
+
+
+def test_resolve_data_takes_loaded_data_or_a_path(fake: tuple[Path, list], monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    from ferlab.data import resolve_data
+
+    root, _ = fake
+    monkeypatch.setenv("FERLAB_CACHE", str(tmp_path / "cache"))
+    data = _load(root)
+    assert resolve_data(data) is data
+    monkeypatch.setenv("FERLAB_DATA", str(root))
+    assert _canonical(resolve_data(None)) == _canonical(data)
+
+
+@pytest.mark.parametrize("argv", [["train", "epochs=1"], ["evaluate"], ["experiments", "run", "--only", "1"]])
+def test_every_command_names_the_same_missing_data(argv: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("FERLAB_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("no data: pass --data PATH (FER2013 folder, fer2013.csv or a .npz pack) or set FERLAB_DATA")

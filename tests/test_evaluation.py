@@ -279,3 +279,69 @@ def test_evaluate_on_real_val_split(tiny_checkpoint: Path, fer_data) -> None:  #
     assert m["n"] == 3589 == int(counts.sum())
     assert [m["per_class"][c]["support"] for c in NAMES] == counts.tolist()
     assert 0.0 <= m["calibration"]["ece"] <= 1.0
+
+
+# ----------------------------------------------------------------------------- one prediction function
+
+def test_predict_probs_is_the_softmax_of_predict_logits(tiny_checkpoint: Path) -> None:
+    """``ferlab evaluate`` and the trainer's checkpoint selection share predict_logits; the
+    probabilities are its float64 softmax (with TTA: the mean of face and mirror)."""
+    from ferlab.evaluation.predict import predict_logits, probs_from_logits
+    from ferlab.models import load_checkpoint
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    imgs = np.random.default_rng(4).integers(0, 256, (9, 48, 48), dtype=np.uint8)
+    logits = predict_logits(ckpt.model, imgs, ckpt.mean, ckpt.std, batch_size=4)
+    assert logits.shape == (9, 7) and logits.dtype == torch.float32
+    assert np.array_equal(predict_probs(ckpt.model, imgs, ckpt.mean, ckpt.std, batch_size=4),
+                          logits.double().softmax(1).numpy())
+    views = predict_logits(ckpt.model, imgs, ckpt.mean, ckpt.std, batch_size=4, tta=True)
+    assert views.shape == (2, 9, 7) and torch.equal(views[0], logits)
+    assert np.array_equal(predict_probs(ckpt.model, imgs, ckpt.mean, ckpt.std, batch_size=4, tta=True),
+                          probs_from_logits(views).numpy())
+    # a uint8 tensor (the trainer's on-device split) gives the same logits as the NumPy array
+    assert torch.equal(predict_logits(ckpt.model, torch.from_numpy(imgs), ckpt.mean, ckpt.std, batch_size=4), logits)
+    with pytest.raises(TypeError, match="uint8"):
+        predict_logits(ckpt.model, torch.zeros(2, 48, 48), ckpt.mean, ckpt.std)
+
+
+def test_trainer_evaluation_is_predict_logits_with_the_training_loss(tiny_checkpoint: Path) -> None:
+    from ferlab.evaluation.predict import predict_logits
+    from ferlab.models import load_checkpoint
+    from ferlab.training.engine import evaluate
+    from ferlab.training.loss import WeightedLabelSmoothingCE
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    rng = np.random.default_rng(5)
+    imgs, labels = rng.integers(0, 256, (20, 48, 48), dtype=np.uint8), rng.integers(0, 7, 20)
+    crit = WeightedLabelSmoothingCE(7, 0.1)
+    res = evaluate(ckpt.model, torch.from_numpy(imgs), torch.from_numpy(labels), crit, ckpt.mean, ckpt.std)
+    m = compute_metrics(labels, predict_probs(ckpt.model, imgs, ckpt.mean, ckpt.std), NAMES)
+    assert res["acc"] == m["accuracy"]
+    logits = predict_logits(ckpt.model, imgs, ckpt.mean, ckpt.std)
+    assert res["loss"] == float(crit(logits, torch.from_numpy(labels)))
+
+
+# ----------------------------------------------------------------------------- one device rule
+
+def test_auto_device_is_cuda_if_available_else_cpu() -> None:
+    from ferlab.device import resolve_device
+    from ferlab.errors import FerlabError
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == resolve_device(None).type == resolve_device("").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(FerlabError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(FerlabError, match="no CUDA device"):
+            resolve_device("cuda:0")
+
+
+@pytest.mark.parametrize("argv", [["train"], ["evaluate"], ["gradcam", "x.png", "--out", "o"], ["gradcam-study"],
+                                  ["experiments", "run"]])
+def test_every_command_defaults_to_the_auto_device(argv: list[str]) -> None:
+    from ferlab.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert args.device in (None, "auto")

@@ -259,3 +259,20 @@ def test_exp15_on_the_sample_video(samples_dir: Path, tiny_checkpoint: Path, tmp
     assert flips[0] >= flips[-1]
     md = write_tables(tmp_path)[0].read_text()
     assert "| 10 |" in md and "5 (very stable)" in md and "TODO" not in md
+
+
+def test_run_task_trains_on_the_data_it_is_given(fer_data, tmp_path: Path) -> None:  # noqa: ANN001
+    """The runner hands its loaded FER2013 to the trainer (``train(data=...)``) instead of
+    patching the loader: a config whose data path does not exist still trains and evaluates."""
+    import ferlab.data
+    from ferlab.training import trainer
+
+    loader, engine = ferlab.data.load_fer2013, vars(trainer).copy()
+    opts = SuiteOptions(data=str(tmp_path / "nowhere"), out=tmp_path, epochs=1, subset=64, val_subset=32,
+                        eval_subset=35, device="cpu", overrides=["train.threads=2"])
+    cfg = effective_config("exp01_scratch_cnn", 42, opts)
+    task = {"config": "exp01_scratch_cnn", "cfg": cfg, "run_dir": str(tmp_path / "run"), "device": "cpu",
+            "eval_subset": 35, "deadline": None, "mode": "test"}
+    res = run_task(task, data=fer_data)
+    assert res["complete"] and res["train"]["epochs_run"] == 1 and res["metrics"]["val"]["n"] == 32
+    assert ferlab.data.load_fer2013 is loader and vars(trainer) == engine  # nothing patched, nothing left behind

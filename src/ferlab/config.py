@@ -1,8 +1,13 @@
-"""Run configuration: plain defaults, overridden by a YAML file, then by ``key=value``.
+"""Run configuration: typed defaults, overridden by a YAML file, then by ``key=value``.
 
 The defaults ARE the thesis recipe (sections 6.1-6.2, Table 6), so ``configs/thesis.yaml``
 only names the run; every experiment of section 5 is a small YAML delta on top of it.
 A config may name a parent with ``base: other.yaml`` (resolved relative to the file).
+
+The schema lives in :mod:`ferlab.config_schema`; every layer is checked against it as soon
+as it is applied, so a typo, a wrong type or an unknown choice fails at load with the key's
+name and where it came from, instead of an hour into a run. The result is a plain dict (what
+the trainer, ``config.json`` and checkpoint sidecars hold).
 """
 from __future__ import annotations
 
@@ -12,66 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from .constants import MEAN, STD
+from .config_schema import (OPTIMIZERS, SCHEDULERS, SECTIONS, SELECT_METRICS, AugmentConfig, Config, DataConfig,
+                            ModelOptionError, TrainConfig)
 from .errors import FerlabError
 
-DEFAULTS: dict[str, Any] = {
-    "name": "thesis",
-    "seed": 42,
-    "model": {
-        "name": "resnet18",
-        # imagenet | none | path to a torchvision-format state dict (.pth/.safetensors)
-        "pretrained": "imagenet",
-        "head": [256],  # hidden widths of the classification head; [] = plain fc 512->7
-        "dropout": [0.5, 0.25],  # before the first / before every later Linear
-        "in_chans": 1,  # 1 = thesis grayscale stem; 3 = grey replicated to RGB
-        "stem": "thesis",  # thesis: 3x3 stride-1 conv, no max-pool | original: 7x7/2 + max-pool
-    },
-    "data": {
-        "root": None,
-        "mean": MEAN,
-        "std": STD,
-        "train_subset": None,  # int: stratified subset of the training split (smoke runs)
-        "val_subset": None,
-        "skip_bad": False,
-    },
-    "train": {
-        "epochs": 50,
-        "batch_size": 64,
-        "optimizer": "adam",  # adam | adamw | sgd
-        "lr": 2.0e-4,
-        "weight_decay": 1.0e-4,
-        "momentum": 0.9,  # sgd only
-        "betas": [0.9, 0.999],
-        "scheduler": "cosine",  # cosine | step | onecycle | none
-        "eta_min": 1.0e-6,
-        "step_size": 10,  # step scheduler (Exp. 11)
-        "gamma": 0.5,
-        "warmup_epochs": 0,
-        "freeze_epochs": 5,  # backbone frozen for the first N epochs (Exp. 4)
-        "early_stopping": 10,  # patience in epochs on the selection metric; 0 = off
-        "select_metric": "val_acc",  # checkpoint selection on PublicTest, never test
-        "grad_clip": 1.0,  # max global L2 norm; 0 = off
-        "label_smoothing": 0.1,  # Eq. 13-15
-        "class_weights": True,  # Eq. 1
-        "eval_batch_size": 512,
-        "amp": "auto",  # auto = bf16 autocast on CUDA only (bf16 is ~20x slower on this CPU)
-        "channels_last": "auto",  # auto = on CUDA
-        "compile": False,
-        "threads": None,  # torch CPU threads; None = torch default
-    },
-    "augment": {
-        "hflip": 0.5,
-        "rotation": 10.0,  # degrees, uniform in [-r, r]
-        "translate": 0.1,  # fraction of the side, uniform in [-t, t]
-        "scale": [1.0, 1.0],  # random zoom range (1,1 = off, as in the thesis)
-        "erasing_p": 0.3,  # Eq. 21
-        "erasing_scale": [0.02, 0.15],
-        "erasing_ratio": [0.3, 3.3],
-        "erasing_value": "noise",  # noise = U(0,1) on the [0,1] pixel scale, or a float
-    },
-}
+__all__ = ["DEFAULTS", "OPTIMIZERS", "SCHEDULERS", "SELECT_METRICS", "AugmentConfig", "Config", "DataConfig",
+           "TrainConfig", "apply_overrides", "load_yaml", "make_config", "parse_override", "validate_config"]
+
+DEFAULTS: dict[str, Any] = Config().model_dump()
 
 
 class _Loader(yaml.SafeLoader):
@@ -98,6 +53,52 @@ def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
             dst[key] = copy.deepcopy(value)
     return dst
 
+
+# ----------------------------------------------------------------------------- checking
+
+def _key_of(err: Any) -> str:
+    ctx_err = (err.get("ctx") or {}).get("error")
+    if isinstance(ctx_err, ModelOptionError):
+        return f"model.{ctx_err.key}"
+    loc = [str(p) for p in err["loc"]]
+    return ".".join(loc[:2] if loc and loc[0] in SECTIONS else loc[:1])
+
+
+def _describe(exc: ValidationError, where: str, blame: dict[str, str] | None) -> str:
+    """One line for the first offending key; a union's alternatives are joined with 'or'."""
+    errors = exc.errors()
+    key = _key_of(errors[0])
+    here = f"{where} {blame[key]!r}" if blame and key in blame else where
+    model_err = (errors[0].get("ctx") or {}).get("error")
+    if errors[0]["type"] == "extra_forbidden":
+        return f"unknown config key {key!r} in {here}"
+    if isinstance(model_err, ModelOptionError):
+        if model_err.unknown:
+            return f"unknown config key {key!r} in {here} ({model_err})"
+        return f"config key {key!r} in {here}: {model_err}"
+    msgs = list(dict.fromkeys(e["msg"] for e in errors if _key_of(e) == key))
+    if len(msgs) > 1:  # a union (e.g. bool or 'auto'): "Input should be A or B"
+        msgs = [m.split(",")[0].removeprefix("Input should be ") if i else m.split(",")[0]
+                for i, m in enumerate(msgs)]
+    return f"config key {key!r} in {here}: {' or '.join(msgs)}, got {errors[0]['input']!r}"
+
+
+def validate_config(cfg: dict[str, Any], where: str = "config", *,
+                    blame: dict[str, str] | None = None) -> dict[str, Any]:
+    """Check a whole config dict against the schema; returns it as a new, typed plain dict.
+
+    Missing sections or keys take the defaults; ``model.*`` is checked against the options
+    of the named architecture in the model factory.
+    """
+    if not isinstance(cfg, dict):
+        raise FerlabError(f"a config must be a mapping, got {type(cfg).__name__}")
+    try:
+        return Config.model_validate(cfg).model_dump()
+    except ValidationError as exc:
+        raise FerlabError(_describe(exc, where, blame)) from None
+
+
+# ----------------------------------------------------------------------------- layers
 
 def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a config file, following ``base:`` parents; returns only the overrides."""
@@ -132,10 +133,18 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 
 # Short keys people will type: `epochs=1` means `train.epochs=1`.
-_SHORTCUTS = {k: "train" for k in DEFAULTS["train"]} | {k: "augment" for k in DEFAULTS["augment"]}
+_SHORTCUTS = {k: "train" for k in TrainConfig.model_fields} | {k: "augment" for k in AugmentConfig.model_fields}
 
 
 def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each ``key=value`` in ``cfg`` (in place, unchecked: :func:`make_config` checks) and return it."""
+    _apply(cfg, overrides)
+    return cfg
+
+
+def _apply(cfg: dict[str, Any], overrides: list[str]) -> dict[str, str]:
+    """:func:`apply_overrides`, returning {dotted key: the item that set it} for error messages."""
+    blame: dict[str, str] = {}
     for item in overrides:
         keys, value = parse_override(item)
         if len(keys) == 1 and keys[0] not in cfg and keys[0] in _SHORTCUTS:
@@ -145,32 +154,26 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(node.get(k), dict):
                 raise FerlabError(f"unknown config key {'.'.join(keys)!r}")
             node = node[k]
-        if keys[-1] not in node and keys[:-1] != ["model"]:  # model options vary by architecture
+        if keys[-1] not in node and keys[:-1] != ["model"]:  # model options are checked per architecture
             raise FerlabError(f"unknown config key {'.'.join(keys)!r}")
         node[keys[-1]] = value
-    return cfg
+        blame[".".join(keys[:2])] = item
+    return blame
 
 
 def make_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 **sections: Any) -> dict[str, Any]:
-    """Defaults <- YAML file <- keyword sections (API) <- ``key=value`` strings (CLI)."""
+    """Defaults <- YAML file <- keyword sections (API) <- ``key=value`` strings (CLI).
+
+    Each layer is validated after it is applied, so an error names the file, the arguments or
+    the override that caused it.
+    """
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        file_cfg = load_yaml(path)
-        _check_known(file_cfg, DEFAULTS, str(path))
-        _deep_update(cfg, file_cfg)
+        cfg = validate_config(_deep_update(cfg, load_yaml(path)), str(path))
     if sections:
-        _check_known(sections, DEFAULTS, "arguments")
-        _deep_update(cfg, sections)
-    apply_overrides(cfg, overrides or [])
+        cfg = validate_config(_deep_update(cfg, sections), "arguments")
+    if overrides:
+        blame = _apply(cfg, list(overrides))
+        cfg = validate_config(cfg, "override", blame=blame)
     return cfg
-
-
-def _check_known(over: dict[str, Any], ref: dict[str, Any], where: str, prefix: str = "") -> None:
-    for key, value in over.items():
-        if prefix == "model.":
-            continue  # each architecture takes its own options; the model factory checks them
-        if key not in ref:
-            raise FerlabError(f"unknown config key {prefix + key!r} in {where}")
-        if isinstance(value, dict) and isinstance(ref[key], dict):
-            _check_known(value, ref[key], where, prefix + key + ".")

@@ -1,16 +1,17 @@
 """FER2013 packed into one small file, for machines that cannot see the dataset folder.
 
-A GPU machine reached through a copy of the working tree gets at most 64 MiB in all, and the
-35,887 faces are 79 MiB as raw pixels. Generic compressors barely help (the pixels carry JPEG
-noise: zlib -4 %, xz -25 % after 17 minutes on a busy 2-core CPU), but the Kaggle layout's files
-are already small JPEGs: storing them verbatim, with the 318-byte JFIF header that every file
-repeats stored once, is lossless with respect to the dataset *as distributed* and packs all
-35,887 faces into 43.5 MiB (train+PublicTest: 39 MiB). Decoding uses the same OpenCV call as :func:`ferlab.data.fer2013.load_fer2013`,
-and the pack records a hash of the pixels decoded on the packing machine, so a decoder that
-rounds differently elsewhere is reported instead of silently changing the data.
+Remote GPU machines often receive the project as a size-limited copy of the working tree
+(e.g. 64 MiB in all), and the 35,887 faces are 79 MiB as raw pixels. Generic compressors
+barely help (the pixels carry JPEG noise: zlib -4 %, xz -25 % for many minutes of CPU time),
+but the Kaggle layout's files are already small JPEGs: storing them verbatim, with the
+318-byte JFIF header that every file repeats stored once, is lossless with respect to the
+dataset *as distributed* and packs all 35,887 faces into 43.5 MiB (train+PublicTest: 39 MiB).
+Decoding uses the same OpenCV call as :func:`ferlab.data.fer2013.load_fer2013`, and the pack
+records a hash of the pixels decoded on the packing machine, so a decoder that rounds
+differently elsewhere is reported instead of silently changing the data.
 
 Codecs: ``jpeg`` (folder layout only; smallest), ``xz`` (raw pixels, exact from any source,
-slow to pack on a busy CPU), ``raw`` (raw pixels in a zip-deflated ``.npz``; fast, largest).
+slow to pack), ``raw`` (raw pixels in a zip-deflated ``.npz``; fast, largest).
 
 The file is an ordinary ``.npz`` (no pickles): ``np.load(path)`` shows every array.
 """

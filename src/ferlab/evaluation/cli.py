@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", choices=["flip"], help="test-time augmentation: average with the mirrored face")
     p.add_argument("--out", help="output folder (default runs/eval-<model>-<split>)")
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or auto")
+    p.add_argument("--device", default="auto", help="auto (default: cuda if available, else cpu), cpu or cuda[:N]")
     p.set_defaults(func=run)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +14,17 @@ from .predict import predict_probs
 
 
 def resolve_data(data: Any) -> Any:
-    """``FerData`` as is, else a path (argument, then ``$FERLAB_DATA``) loaded with the cache."""
-    from ..data import FerData, load_fer2013
+    """``FerData`` as is, else a path (argument, then ``$FERLAB_DATA``): see :func:`ferlab.data.resolve_data`."""
+    from ..data import resolve_data as _resolve
 
-    if isinstance(data, FerData):
-        return data
-    root = data or os.environ.get("FERLAB_DATA")
-    if not root:
-        raise FerlabError("no data: pass --data PATH (FER2013 folder or fer2013.csv) or set FERLAB_DATA")
-    return load_fer2013(root)
+    return _resolve(data)
 
 
 def resolve_device(device: str | None) -> str:
-    if device in (None, "", "auto"):
-        import torch
+    """The one device rule (:func:`ferlab.device.resolve_device`), as a string."""
+    from ..device import resolve_device as _resolve
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
+    return str(_resolve(device))
 
 
 def model_label(spec: str | Path | None, path: Path) -> str:
@@ -63,10 +56,11 @@ def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
 
 
 def evaluate(model: str | Path | None = None, data: Any = None, *, split: str = "test", tta: bool = False,
-             out: str | Path | None = None, batch_size: int = 512, device: str | None = "cpu",
+             out: str | Path | None = None, batch_size: int = 512, device: str | None = "auto",
              write: bool = True) -> dict[str, Any]:
     """Evaluate checkpoint ``model`` (shipped name, file or run folder) on ``split`` of ``data``.
 
+    ``device``: ``auto`` (default) = CUDA if available, else the CPU (:mod:`ferlab.device`).
     Returns what is written to ``metrics.json``: provenance that depends only on the checkpoint
     and data (weights hash, data hash, split, TTA) followed by :func:`compute_metrics`' fields,
     floats rounded to 6 digits. No timestamps or paths, so the same inputs give the same file.

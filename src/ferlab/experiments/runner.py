@@ -13,32 +13,28 @@ Why it is built this way:
 - ``--jobs K`` runs K trainings as subprocesses (``python -m ferlab.experiments.runner TASK``):
   small models leave most of a GPU idle, and separate processes also keep a crash or a kill
   local to one run;
-- ``--time-limit`` stops runs *between* epochs, after all of an epoch's files are written,
-  so a stopped run is evaluated from its best checkpoint so far (marked partial) and a later
-  call without the limit resumes it.
+- ``--time-limit`` stops runs *between* epochs (a trainer callback, run after all of an
+  epoch's files are written), so a stopped run is evaluated from its best checkpoint so far
+  (marked partial) and a later call without the limit resumes it.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import FerlabError
 from ..fileio import write_json
-from .table import EXP15_WINDOWS, FINAL, ROWS, configs_of, write_tables
+from .exp15 import run_exp15, smoothing_metrics  # noqa: F401 - re-exported
+from .table import RESULT, ROWS, configs_of, write_tables
 
-RESULT = "result.json"
-EXP15_DIR = "exp15_smoothing"
-DEFAULT_VIDEO_NAME = "short_hamilton_clip.mp4"
 HARD_KILL_GRACE_S = 120.0  # after the deadline, a run still inside a (long) epoch is killed
 
 
@@ -165,76 +161,18 @@ def check_pretrained(configs: list[dict[str, Any]]) -> None:
 
 # ----------------------------------------------------------------------------- data
 
-_DATA_CACHE: dict[str, Any] = {}
+_DATA_CACHE: dict[tuple[str, bool], Any] = {}
 
 
-def load_data(root: str) -> Any:
-    """FER2013 from a folder, CSV or pack, decoded once per process (every run of an in-process
-    suite reuses it)."""
+def load_data(root: str, skip_bad: bool = False) -> Any:
+    """FER2013 from a folder, CSV or pack, decoded once per process: every run of an
+    in-process suite is handed the same copy (``train(data=...)``)."""
     from ..data import load_fer2013
-    from ..data.packed import is_packed, load_packed
 
-    key = str(Path(root).resolve())
+    key = (str(Path(root).resolve()), bool(skip_bad))
     if key not in _DATA_CACHE:
-        _DATA_CACHE[key] = load_packed(root) if is_packed(root) else load_fer2013(root)
+        _DATA_CACHE[key] = load_fer2013(root, skip_bad=skip_bad)
     return _DATA_CACHE[key]
-
-
-@contextlib.contextmanager
-def packed_data_support() -> Iterator[None]:
-    """Let the trainer read a ``.npz`` pack even before ``load_fer2013`` learns about packs
-    (one hook line in data/fer2013.py); harmless once it has, and it also gives the trainer
-    the per-process decoded copy."""
-    import ferlab.data as data_pkg
-    from ..data.packed import is_packed
-
-    original = data_pkg.load_fer2013
-
-    def load(root: Any, **kwargs: Any) -> Any:
-        if is_packed(root) and not kwargs.get("skip_bad"):
-            return load_data(str(root))
-        return original(root, **kwargs)
-
-    data_pkg.load_fer2013 = load  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        data_pkg.load_fer2013 = original  # type: ignore[assignment]
-
-
-# ----------------------------------------------------------------------------- one run
-
-class DeadlineReached(Exception):
-    """Raised between epochs when the next epoch would end after the suite's time limit."""
-
-
-@contextlib.contextmanager
-def stop_between_epochs(deadline: float | None) -> Iterator[None]:
-    """Stop training at an epoch boundary once the time limit would be overrun.
-
-    The trainer writes best/last checkpoints, optimizer state and logs, in that order, then
-    calls ``_write_logs``; raising right after it is the one point where all of an epoch's
-    files agree, so the run can be resumed exactly. (A ``should_stop`` hook in ``train()``
-    would make this independent of a private name; the test suite catches a rename.)
-    """
-    if deadline is None:
-        yield
-        return
-    from ..training import trainer
-
-    original = trainer._write_logs
-
-    def write_then_check(out_dir: Path, history: list[dict[str, Any]]) -> None:
-        original(out_dir, history)
-        last_epoch_s = float(history[-1].get("seconds", 0.0)) if history else 0.0
-        if time.time() + last_epoch_s > deadline:
-            raise DeadlineReached
-
-    trainer._write_logs = write_then_check
-    try:
-        yield
-    finally:
-        trainer._write_logs = original
 
 
 def _history(run_dir: Path) -> list[dict[str, Any]]:
@@ -289,28 +227,34 @@ def evaluate_run(run_dir: Path, cfg: dict[str, Any], data: Any, device: str,
 
 
 def run_task(task: dict[str, Any], data: Any | None = None) -> dict[str, Any]:
-    """Train (or resume) one (config, seed) and evaluate it; returns and writes ``result.json``."""
-    from ..training.trainer import pick_device, train
+    """Train (or resume) one (config, seed) and evaluate it; returns and writes ``result.json``.
+
+    A ``deadline`` in the task stops training between epochs (a callback of the trainer, run
+    after all of an epoch's files are written), so a stopped run resumes exactly later.
+    """
+    from ..device import resolve_device
+    from ..training.callbacks import StopAtDeadline
+    from ..training.trainer import train
 
     cfg, run_dir = task["cfg"], Path(task["run_dir"])
-    device = str(pick_device(task.get("device")))
+    device = str(resolve_device(task.get("device")))
+    data = data if data is not None else load_data(cfg["data"]["root"], bool(cfg["data"].get("skip_bad")))
     stopped_early, complete, stop_reason = False, True, None
-    with packed_data_support():
-        if not _training_finished(run_dir, cfg):
-            resume = (run_dir / "last_state.pt").is_file()
-            try:
-                with stop_between_epochs(task.get("deadline")):
-                    summary = train(cfg, out=run_dir, device=device, resume=resume, progress=task.get("progress", False))
-                stopped_early = bool(summary.get("stopped_early"))
-            except DeadlineReached:
-                complete, stop_reason = False, "time limit"
-        else:
-            stopped_early = bool(json.loads((run_dir / "summary.json").read_text()).get("stopped_early"))
-        history = _history(run_dir)
-        if not history:
-            raise FerlabError(f"{run_dir}: training produced no epoch")
-        data = data if data is not None else load_data(cfg["data"]["root"])
-        metrics = evaluate_run(run_dir, cfg, data, device, task.get("eval_subset"))
+    if not _training_finished(run_dir, cfg):
+        resume = (run_dir / "last_state.pt").is_file()
+        deadline = StopAtDeadline(task["deadline"]) if task.get("deadline") is not None else None
+        summary = train(cfg, out=run_dir, device=device, resume=resume, progress=task.get("progress", False),
+                        data=data, callbacks=[deadline] if deadline else [])
+        stopped_early = bool(summary.get("stopped_early"))
+        finished = stopped_early or int(summary["epochs_run"]) >= int(cfg["train"]["epochs"])
+        if deadline is not None and deadline.reached and not finished:
+            complete, stop_reason = False, deadline.reason
+    else:
+        stopped_early = bool(json.loads((run_dir / "summary.json").read_text()).get("stopped_early"))
+    history = _history(run_dir)
+    if not history:
+        raise FerlabError(f"{run_dir}: training produced no epoch")
+    metrics = evaluate_run(run_dir, cfg, data, device, task.get("eval_subset"))
     result = {"config": task["config"], "seed": int(cfg["seed"]), "complete": complete, "stop_reason": stop_reason,
               "pretrained": str(cfg["model"].get("pretrained", "none")), "model": cfg["model"]["name"],
               "mode": task.get("mode", ""), "device": device,
@@ -359,9 +303,9 @@ def _line(res: dict[str, Any]) -> str:
 
 def run_suite(opts: SuiteOptions) -> dict[str, Any]:
     """Plan, run (in-process or ``jobs`` subprocesses), then write results.md/results.csv."""
-    opts.data = opts.data or os.environ.get("FERLAB_DATA")
-    if not opts.data:
-        raise FerlabError("no data: pass --data PATH (FER2013 folder, fer2013.csv or a .npz pack) or set FERLAB_DATA")
+    from ..data import resolve_root
+
+    opts.data = resolve_root(opts.data)
     if not Path(opts.data).exists():
         raise FerlabError(f"data path not found: {opts.data}")
     if opts.jobs < 1:
@@ -461,99 +405,6 @@ def _run_subprocesses(tasks: list[dict[str, Any]], jobs: int,
                 failed.append(f"{task['config']}/seed{task['cfg']['seed']}")
         running = still
     return done, failed
-
-
-# ----------------------------------------------------------------------------- Exp. 15
-
-def _find_exp15_model(out: Path, opts: SuiteOptions) -> str | None:
-    if opts.exp15_model:
-        return opts.exp15_model
-    for seed in opts.seeds:
-        p = out / FINAL / f"seed{seed}" / "best.safetensors"
-        if p.is_file():
-            return str(p)
-    from ..models.hub import shipped_models
-
-    models = shipped_models()
-    return models[0].name if models else None
-
-
-def _default_video() -> Path:
-    here = Path(__file__).resolve()
-    for base in (here.parents[3].parent / "shared" / "samples", Path.cwd().parent / "shared" / "samples"):
-        if (base / DEFAULT_VIDEO_NAME).is_file():
-            return base / DEFAULT_VIDEO_NAME
-    return Path(DEFAULT_VIDEO_NAME)
-
-
-def smoothing_metrics(raw: list[Any], fps: float, windows: tuple[int, ...] = EXP15_WINDOWS) -> list[dict[str, Any]]:
-    """Flips per second and lag of the shown label for each window N, from one track's raw
-    per-frame probabilities (frames where the track was seen, in order).
-
-    Lag: for every switch of the smoothed label to class c at frame t, the frames since the
-    raw label last switched to c; the median over switches. N = 1 has lag 0 by definition.
-    """
-    import numpy as np
-
-    from ..inference.smoothing import WindowSmoother
-
-    probs = np.asarray(raw, dtype=np.float64)
-    raw_labels = probs.argmax(1)
-    rows = []
-    seconds = len(probs) / fps if fps > 0 else float("nan")
-    for n in windows:
-        sm = WindowSmoother(n)
-        shown = np.array([int(np.argmax(sm.update(0, p))) for p in probs])
-        switches = np.flatnonzero(shown[1:] != shown[:-1]) + 1
-        lags = []
-        for t in switches:
-            c = shown[t]
-            starts = [s for s in range(1, t + 1) if raw_labels[s] == c and raw_labels[s - 1] != c]
-            if starts:
-                lags.append(t - starts[-1])
-        rows.append({"window": n, "flips": int(len(switches)), "flips_per_s": len(switches) / seconds,
-                     "lag_frames": float(np.median(lags)) if lags else (0.0 if n == 1 else None),
-                     "switches_matched": len(lags)})
-    return rows
-
-
-def run_exp15(out: Path, opts: SuiteOptions) -> dict[str, Any] | None:
-    """Exp. 15 on the sample video: the live pipeline (Haar detector, tracker, Eq. 27 crops)
-    run once without smoothing; each window N is then applied to the main track's raw
-    probabilities exactly as the per-track ``WindowSmoother`` of the live pipeline would."""
-    from collections import defaultdict
-
-    from ..inference import Recognizer
-
-    model = _find_exp15_model(out, opts)
-    video = Path(opts.exp15_video) if opts.exp15_video else _default_video()
-    if model is None or not video.is_file():
-        _say(f"Exp. 15 not measured: {'no model' if model is None else f'video {video} not found'} (TODO row kept)")
-        return None
-    device = "cuda" if (opts.device or "").startswith("cuda") else "cpu"
-    rec = Recognizer.from_pretrained(model, backend="torch", device=device, smoothing="none")
-    import cv2
-
-    cap = cv2.VideoCapture(str(video))
-    fps = float(cap.get(cv2.CAP_PROP_FPS)) or 30.0
-    cap.release()
-    tracks: dict[int, list[Any]] = defaultdict(list)
-    frames = with_face = 0
-    for fr in rec.stream(str(video), smoothing="none"):
-        frames += 1
-        with_face += bool(fr.faces)
-        for f in fr.faces:
-            tracks[int(f.track_id)].append(f.probs)
-    if not tracks:
-        _say(f"Exp. 15 not measured: no face found in {video}")
-        return None
-    main_id, main = max(tracks.items(), key=lambda kv: len(kv[1]))
-    res = {"video": video.name, "model": str(model), "fps": fps, "frames": frames, "frames_with_face": with_face,
-           "main_track": main_id, "main_track_frames": len(main), "tracks": len(tracks),
-           "windows": smoothing_metrics(main, fps)}
-    write_json(out / EXP15_DIR / RESULT, res)
-    _say("Exp. 15: " + ", ".join(f"N={w['window']}: {w['flips_per_s']:.2f} flips/s" for w in res["windows"]))
-    return res
 
 
 # ----------------------------------------------------------------------------- worker

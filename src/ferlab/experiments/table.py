@@ -19,6 +19,8 @@ from typing import Any
 from ..fileio import write_text
 
 FINAL = "exp09_erasing_0.3"  # section 6's configuration = Exp. 9
+RESULT = "result.json"  # one per run folder (and one for Exp. 15); complete: true marks a finished run
+EXP15_DIR = "exp15_smoothing"
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def configs_of(rows: tuple[Row, ...] = ROWS) -> list[str]:
 def load_results(out: Path) -> dict[str, list[dict[str, Any]]]:
     """config stem -> the result.json of each seed run under ``out`` (sorted by seed)."""
     found: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(Path(out).glob("*/seed*/result.json")):
+    for path in sorted(Path(out).glob(f"*/seed*/{RESULT}")):
         res = json.loads(path.read_text())
         found.setdefault(res["config"], []).append(res)
     for runs in found.values():
@@ -201,7 +203,7 @@ def _csv_line(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _exp15_lines(out: Path) -> list[str]:
-    path = out / "exp15_smoothing" / "result.json"
+    path = out / EXP15_DIR / RESULT
     head = ["", "## Exp. 15: temporal smoothing window (Table 5)", ""]
     if not path.is_file():
         return head + ["TODO, not measured: run `ferlab experiments run --only 15` (needs a trained model: "

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="explain each face's predicted class (default)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--crops", action="store_true", help="treat every image as a face crop (no detection)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or auto")
+    p.add_argument("--device", default="auto", help="auto (default: cuda if available, else cpu), cpu or cuda[:N]")
     p.set_defaults(func=run_gradcam, target=None)
 
     s = sub.add_parser("gradcam-study", help="mean Grad-CAM per class and attention share per facial region",
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the random draw of faces")
     s.add_argument("--out", help="output folder (default runs/gradcam-study-<model>-<split>)")
     s.add_argument("--batch-size", type=int, default=256)
-    s.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or auto")
+    s.add_argument("--device", default="auto", help="auto (default: cuda if available, else cpu), cpu or cuda[:N]")
     s.set_defaults(func=run_study)
 
 

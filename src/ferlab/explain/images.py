@@ -90,14 +90,14 @@ def _unique(stem: str, used: set[str]) -> str:
 
 def gradcam(inputs: list[str | os.PathLike[str]] | str | os.PathLike[str], model: Any = None, *,
             target: str | None = None, out: str | os.PathLike[str] = "runs/gradcam", crops: bool = False,
-            device: str | None = "cpu") -> list[dict[str, Any]]:
+            device: str | None = "auto") -> list[dict[str, Any]]:
     """Explain every face in ``inputs`` (files or folders); write overlays to ``out``.
 
     ``target``: a class name, or None for each face's predicted class. ``crops=True`` treats
     every image as a face crop (resized to 48x48) instead of detecting faces in images that are
     not 48x48. Returns one record per face (file, box, prediction, explained class, output).
     """
-    from ..evaluation.run import resolve_device
+    from ..device import resolve_device
     from ..models.hub import resolve_model
     from ..inference.detector import make_detector
     from ..inference.preprocess import clip_boxes, list_images, load_image, to_gray
@@ -106,7 +106,7 @@ def gradcam(inputs: list[str | os.PathLike[str]] | str | os.PathLike[str], model
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files = list_images(list(inputs))
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     ckpt = load_checkpoint(resolve_model(model), map_location=device)
     names = ckpt.class_names
     tgt = resolve_target(target, names)

@@ -160,18 +160,20 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 
 def gradcam_study(model: str | Path | None = None, data: Any = None, *, split: str = "test", per_class: int = 50,
-                  out: str | Path | None = None, batch_size: int = 256, device: str | None = "cpu",
+                  out: str | Path | None = None, batch_size: int = 256, device: str | None = "auto",
                   seed: int = 0) -> dict[str, Any]:
     """``ferlab gradcam-study``: writes study.json, study.md, gradcam_grid.png and
     mean_maps.npy (7 x 48 x 48, each summing to 1; zeros for a class with no correct face) to
     ``out`` and returns the JSON content
     (plus ``out``)."""
-    from ..evaluation.run import model_label, resolve_data, resolve_device
+    from ..data import resolve_data
+    from ..device import resolve_device
+    from ..evaluation.run import model_label
     from ..models.hub import resolve_model
     from ..models.checkpoint import load_checkpoint
 
     wpath = resolve_model(model)
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     ckpt = load_checkpoint(wpath, map_location=device)
     sp = resolve_data(data).split(split)
     study = class_study(ckpt.model, sp.images, sp.labels, ckpt.class_names, ckpt.mean, ckpt.std,

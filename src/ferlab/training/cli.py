@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML config (e.g. configs/thesis.yaml)")
     p.add_argument("--data", help="FER2013 folder (train/, test/) or fer2013.csv; default $FERLAB_DATA")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda[:N] (default auto)")
+    p.add_argument("--device", default=None, help="auto (default: cuda if available, else cpu) | cpu | cuda[:N]")
     p.add_argument("--pretrained", help="imagenet | none | PATH (shortcut for model.pretrained=...)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable/wrong-size images, counting them")
@@ -21,17 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from ..config import make_config
+    from ..data import resolve_root
     from .trainer import train
 
     overrides = list(args.overrides)
     if args.pretrained:
         overrides.append(f"model.pretrained={args.pretrained}")
     cfg = make_config(args.config, overrides)
-    if args.data or os.environ.get("FERLAB_DATA"):
-        cfg["data"]["root"] = args.data or os.environ["FERLAB_DATA"]
+    cfg["data"]["root"] = resolve_root(args.data, default=cfg["data"]["root"])  # --data, $FERLAB_DATA, config
     if args.skip_bad:
         cfg["data"]["skip_bad"] = True
     train(cfg, out=args.out, device=args.device, resume=args.resume, progress=not args.quiet)

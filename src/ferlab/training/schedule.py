@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+LR_KINDS = ("cosine", "step", "none")
+
 
 def lr_at(cfg: dict[str, Any], epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
     """LR for batch ``step`` of 0-based ``epoch``; cosine is per epoch as in Eq. (19)."""
@@ -21,7 +23,7 @@ def lr_at(cfg: dict[str, Any], epoch: int, step: int = 0, steps_per_epoch: int =
     elif kind == "none":
         lr = lr_max
     else:
-        raise ValueError(f"unknown scheduler {kind!r} (cosine, step, none)")
+        raise ValueError(f"unknown scheduler {kind!r} ({', '.join(LR_KINDS)})")
     warm = float(t.get("warmup_epochs") or 0)
     progress = epoch + step / max(steps_per_epoch, 1)
     if warm > 0 and progress < warm:

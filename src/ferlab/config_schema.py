@@ -1,0 +1,174 @@
+"""The typed schema of a run configuration (pydantic v2): names, types, ranges and choices.
+
+The defaults ARE the thesis recipe (sections 6.1-6.2, Table 6). The choices listed here are
+exactly what the trainer implements (``training/factory.py``); a test builds each of them.
+``model.*`` depends on the architecture, so it is checked against the options of the
+builder that the model factory registered under ``model.name``.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import typing
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from .constants import MEAN, STD
+
+Optimizer = Literal["adam", "adamw", "sgd"]
+Scheduler = Literal["cosine", "step", "none"]
+SelectMetric = Literal["val_acc", "val_balanced_acc", "val_loss"]
+OPTIMIZERS: tuple[str, ...] = typing.get_args(Optimizer)
+SCHEDULERS: tuple[str, ...] = typing.get_args(Scheduler)
+SELECT_METRICS: tuple[str, ...] = typing.get_args(SelectMetric)
+
+Pos = Annotated[float, Field(gt=0)]
+NonNeg = Annotated[float, Field(ge=0)]
+Prob = Annotated[float, Field(ge=0, le=1)]
+PosInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Pair = Annotated[list[float], Field(min_length=2, max_length=2)]
+PosPair = Annotated[list[Pos], Field(min_length=2, max_length=2)]
+
+# -- model.* -----------------------------------------------------------------------------------
+
+MODEL_DEFAULTS: dict[str, Any] = {
+    "name": "resnet18",
+    "pretrained": "imagenet",  # imagenet | none | path to a torchvision-format state dict (.pth/.safetensors)
+    "head": [256],  # hidden widths of the classification head; [] = plain fc 512->7
+    "dropout": [0.5, 0.25],  # before the first / before every later Linear
+    "in_chans": 1,  # 1 = thesis grayscale stem; 3 = grey replicated to RGB
+    "stem": "thesis",  # thesis: 3x3 stride-1 conv, no max-pool | original: 7x7/2 + max-pool
+}
+# Keys every architecture's builder accepts (the defaults carry them whatever model.name is).
+_COMMON: dict[str, Any] = {
+    "pretrained": str | None,
+    "head": list[PosInt],
+    "dropout": Annotated[list[Prob], Field(max_length=2)],
+    "in_chans": PosInt,
+    "stem": Literal["thesis", "original"],
+}
+
+
+class ModelOptionError(ValueError):
+    """A bad ``model.<key>``; carries the key so the message can name it."""
+
+    def __init__(self, key: str, msg: str, *, unknown: bool = False) -> None:
+        super().__init__(msg)
+        self.key = key
+        self.unknown = unknown
+
+
+@lru_cache(maxsize=None)
+def _builder_options(name: str) -> dict[str, Any]:
+    """{option: type} of the factory's builder for ``name`` (``Any`` where it does not say)."""
+    from .models import factory
+
+    builder = factory._REGISTRY[name]  # noqa: SLF001 - the registry is the source of truth
+    try:
+        hints = typing.get_type_hints(builder, include_extras=True)
+    except Exception:  # an annotation that does not evaluate only costs the type check
+        hints = {}
+    params = inspect.signature(builder).parameters.values()
+    own = {p.name: hints.get(p.name, Any) for p in params
+           if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "pretrained"}
+    return {"name": str} | _COMMON | {k: v for k, v in own.items() if k not in _COMMON}
+
+
+def _check_model(section: dict[str, Any]) -> dict[str, Any]:
+    from .models import list_models
+
+    name = section.get("name")
+    if not isinstance(name, str) or name not in list_models():
+        raise ModelOptionError("name", f"unknown model {name!r}; choose one of {', '.join(list_models())}")
+    allowed = _builder_options(name)
+    out = {}
+    for key, value in section.items():
+        if key not in allowed:
+            raise ModelOptionError(key, f"{name} takes {', '.join(allowed)}", unknown=True)
+        kind = allowed[key]
+        if kind is Any:
+            out[key] = value
+            continue
+        try:
+            out[key] = TypeAdapter(kind).validate_python(value)
+        except ValidationError as exc:
+            raise ModelOptionError(key, f"{exc.errors()[0]['msg']}, got {value!r}") from None
+    return out
+
+
+ModelSection = Annotated[dict[str, Any], AfterValidator(_check_model)]
+
+# -- the other sections ------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    root: str | None = None
+    mean: float = MEAN
+    std: Pos = STD
+    train_subset: PosInt | None = None  # stratified subset of the training split (smoke runs)
+    val_subset: PosInt | None = None
+    skip_bad: bool = False
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _path_to_str(cls, v: Any) -> Any:
+        return os.fspath(v) if isinstance(v, os.PathLike) else (None if v == "" else v)
+
+
+class TrainConfig(_Section):
+    epochs: PosInt = 50
+    batch_size: PosInt = 64
+    optimizer: Optimizer = "adam"
+    lr: Pos = 2.0e-4
+    weight_decay: NonNeg = 1.0e-4
+    momentum: NonNeg = 0.9  # sgd only
+    betas: Pair = [0.9, 0.999]
+    scheduler: Scheduler = "cosine"
+    eta_min: NonNeg = 1.0e-6
+    step_size: PosInt = 10  # step scheduler (Exp. 11)
+    gamma: Pos = 0.5
+    warmup_epochs: NonNeg = 0.0
+    freeze_epochs: NonNegInt = 5  # backbone frozen for the first N epochs (Exp. 4)
+    early_stopping: NonNegInt | None = 10  # patience in epochs on the selection metric; 0 = off
+    select_metric: SelectMetric = "val_acc"  # checkpoint selection on PublicTest, never test
+    grad_clip: NonNeg | None = 1.0  # max global L2 norm; 0 = off
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1  # Eq. 13-15
+    class_weights: bool = True  # Eq. 1
+    eval_batch_size: PosInt = 512
+    # auto = bf16 autocast on CUDA only: CPUs without bf16 units run it many times slower than fp32
+    amp: bool | Literal["auto", "bf16"] = "auto"
+    # auto = on, on every device (as the trainer has always done; evaluation uses the layout
+    # that a checkpoint loads with, so the choice never changes reported numbers)
+    channels_last: bool | Literal["auto"] = "auto"
+    compile: bool = False
+    threads: PosInt | None = None  # torch CPU threads; None = torch default
+
+
+class AugmentConfig(_Section):
+    hflip: Prob = 0.5
+    rotation: NonNeg = 10.0  # degrees, uniform in [-r, r]
+    translate: Prob = 0.1  # fraction of the side, uniform in [-t, t]
+    scale: PosPair = [1.0, 1.0]  # random zoom range (1,1 = off, as in the thesis)
+    erasing_p: Prob = 0.3  # Eq. 21
+    erasing_scale: Annotated[list[Prob], Field(min_length=2, max_length=2)] = [0.02, 0.15]
+    erasing_ratio: PosPair = [0.3, 3.3]
+    erasing_value: Literal["noise"] | float = "noise"  # noise = U(0,1) on the [0,1] pixel scale, or a float
+
+
+class Config(_Section):
+    name: str = "thesis"
+    seed: int = 42
+    model: ModelSection = Field(default_factory=lambda: dict(MODEL_DEFAULTS))
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+SECTIONS = ("model", "data", "train", "augment")

@@ -1,0 +1,118 @@
+"""The build step: from a checked config to everything one run needs (as the first half of
+torchvision's references/classification/train.py ``main``), in a fixed order.
+
+The order matters for reproducibility: the global RNG is seeded right before the model is
+built, so the initial weights are a function of the seed alone, whatever was built before.
+The splits live on the device as uint8 (the whole of FER2013 is 80 MB) and batches are
+indexed and augmented there, so no DataLoader workers are needed.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import FerData, FerSplit, resolve_data
+from ..models.factory import create_from_config
+from .distributed import Dist
+from .factory import LrSchedule, create_criterion, create_optimizer, create_scheduler
+from .loss import WeightedLabelSmoothingCE
+
+
+@dataclass
+class Run:
+    cfg: dict[str, Any]
+    dist: Dist
+    train_split: FerSplit
+    val_split: FerSplit
+    x_train: torch.Tensor  # (N, 48, 48) uint8 on the device
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    criterion: WeightedLabelSmoothingCE
+    model: nn.Module  # the module itself: checkpoints, evaluation, freezing
+    forward: nn.Module  # what the training step calls: the model, compiled if asked
+    optimizer: torch.optim.Optimizer
+    schedule: LrSchedule
+    amp: bool
+    channels_last: bool
+    _wrapped: tuple[bool, nn.Module] | None = field(default=None, repr=False)
+    _replica: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
+    @property
+    def mean(self) -> float:
+        return float(self.cfg["data"]["mean"])
+
+    @property
+    def std(self) -> float:
+        return float(self.cfg["data"]["std"])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.cfg["train"]["batch_size"])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.schedule.steps_per_epoch
+
+    def forward_for(self, frozen: bool) -> nn.Module:
+        """The training forward, DDP-wrapped for this parameter set (re-wrapped when it changes)."""
+        if self._wrapped is None or self._wrapped[0] != frozen:
+            self._wrapped = (frozen, self.dist.wrap(self.forward))
+        return self._wrapped[1]
+
+    def eval_model(self) -> nn.Module:
+        """The model as ``ferlab evaluate`` will load it from the checkpoint: in the default
+        memory layout. A channels_last model can round differently in the last bits, which
+        could make the sidecar's val accuracy differ from ``ferlab evaluate`` on a tie, so a
+        contiguous replica is refreshed with the current weights instead."""
+        if not self.channels_last:
+            return self.model
+        if self._replica is None:
+            self._replica = copy.deepcopy(self.model).to(memory_format=torch.contiguous_format)
+        self._replica.load_state_dict(self.model.state_dict())
+        return self._replica
+
+
+def _on_device(split: FerSplit, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.from_numpy(np.ascontiguousarray(split.images)).to(device),
+            torch.from_numpy(split.labels).to(device))
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Full batches only (BatchNorm needs more than one sample); at least one step."""
+    return n // batch_size if n >= batch_size else 1
+
+
+def build_run(cfg: dict[str, Any], dist: Dist, data: FerData | None = None) -> Run:
+    """Data, loss, model, optimizer and schedule for ``cfg`` on ``dist.device``."""
+    t_cfg, d_cfg = cfg["train"], cfg["data"]
+    dev = dist.device
+    seed = int(cfg["seed"])
+    fer = resolve_data(data if data is not None else d_cfg.get("root"), skip_bad=bool(d_cfg.get("skip_bad")))
+    train_split = fer.split("train").subset(d_cfg.get("train_subset"), seed)
+    val_split = fer.split("val").subset(d_cfg.get("val_subset"), seed)
+    x_train, y_train = _on_device(train_split, dev)
+    x_val, y_val = _on_device(val_split, dev)
+    criterion = create_criterion(t_cfg, train_split.labels).to(dev)
+
+    torch.manual_seed(seed)
+    model = create_from_config(cfg["model"]).to(dev)
+    channels_last = t_cfg["channels_last"] in (True, "auto")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = create_optimizer(t_cfg, model.parameters())
+    schedule = create_scheduler(cfg, steps_per_epoch(len(x_train), int(t_cfg["batch_size"])))
+    forward = torch.compile(model) if t_cfg.get("compile") else model
+    return Run(cfg=cfg, dist=dist, train_split=train_split, val_split=val_split, x_train=x_train, y_train=y_train,
+               x_val=x_val, y_val=y_val, criterion=criterion, model=model, forward=forward, optimizer=optimizer,
+               schedule=schedule, amp=dev.type == "cuda" and t_cfg["amp"] in (True, "auto", "bf16"),
+               channels_last=channels_last)
