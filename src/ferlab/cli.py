@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import FerlabError
+from .errors import FerlabError, missing_extra
 
 _MODULES = (
     "ferlab.training.cli",  # train
@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     except FerlabError as exc:
         print(f"ferlab {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        err = missing_extra(exc)
+        if err is None:
+            raise
+        print(f"ferlab {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print(f"ferlab {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -65,6 +65,18 @@ def resolve_model(spec: str | Path | None) -> Path:
     raise FerlabError(f"model {spec!r} not found: not a shipped model ({names}) nor a checkpoint file")
 
 
+def shipped_onnx(weights: str | Path) -> Path | None:
+    """The committed ONNX twin of a shipped checkpoint (scripts/export_shipped_onnx.py writes
+    it; a test checks it computes what the checkpoint computes), or None for any other file."""
+    p = Path(weights)
+    twin = p.with_suffix(".onnx")
+    try:
+        shipped = p.resolve().parent == PRETRAINED_DIR.resolve()
+    except OSError:
+        return None
+    return twin if shipped and twin.is_file() else None
+
+
 def load(spec: str | Path | None = None, map_location: str = "cpu"):  # noqa: ANN201
     from .checkpoint import load_checkpoint
 
