@@ -1,8 +1,9 @@
-"""FerNet: a compact CNN for CPUs, the model shipped for laptops (models-in-the-box issue).
+"""FerNet: a compact CNN for CPUs, the model shipped for laptops.
 
-ResNet-18 at 48x48 without max-pool costs ~1.25 GMACs per face (measured with FlopCounterMode); this VGG-style network with
-residual stages costs a fraction of that and keeps full 48x48 resolution only in a thin stem,
-so it trains on a 2-core CPU in about an hour and runs in about a millisecond per face.
+ResNet-18 at 48x48 without max-pool costs ~1.25 GMACs per face (counted with FlopCounterMode);
+this VGG-style network with residual stages costs about a quarter of that and keeps full 48x48
+resolution only in a thin stem, so a laptop CPU can train it in hours and run it at about
+a millisecond or two per face (benchmarks/results-cpu.md has the measured numbers).
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ details matter for the pretrained weights to mean what they meant in TensorFlow:
 FER adaptations (the same ideas the thesis applies to ResNet, section 6.1): a 1-channel stem
 whose kernel is the mean of the RGB kernels, ``stem_stride=1`` so a 48x48 face still leaves a
 3x3 map after the four stride-2 stages (stride 2 would leave 2x2), and the thesis head.
-Measured on this CPU: stride 1 costs 139 MFLOPs per face against 44 for stride 2 (ResNet-18
+Counted with FlopCounterMode: stride 1 costs 139 MFLOPs per face against 44 for stride 2 (ResNet-18
 with the thesis stem: 2,494), and frozen ImageNet features classify FER2013 better with it
 (linear probe, 1,500 training faces, 600 PublicTest faces: 0.39 against 0.32-0.37).
 """

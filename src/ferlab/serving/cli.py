@@ -1,4 +1,4 @@
-"""``ferlab serve``: the web page and HTTP API on this machine.
+"""``ferlab serve``: the web page and HTTP API on the local machine (127.0.0.1 by default).
 
 Loopback by default: the server has no authentication, so exposing it to a network is an
 explicit choice (``--host 0.0.0.0``) and prints a warning. The socket is bound before uvicorn
