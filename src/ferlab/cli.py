@@ -17,6 +17,7 @@ _MODULES = (
     "ferlab.inference.cli",  # predict, video, live, export, demo
     "ferlab.serving.cli",  # serve
     "ferlab.models.cli",  # models
+    "ferlab.batch.cli",  # batch (Ray: the cluster extra)
 )
 
 

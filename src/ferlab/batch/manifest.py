@@ -1,0 +1,223 @@
+"""What a batch has done, kept in its output folder so that a rerun picks up where it stopped.
+
+* ``.ferlab-batch/journal.jsonl``: one JSON line appended (and flushed to disk) as each input
+  finishes: the source of truth. A line torn by a crash is ignored; the latest line of an
+  input wins.
+* ``manifest.csv``: one row per input (input, status, error, frames, faces, tracks, seconds,
+  outputs, settings, ...), rewritten atomically from the journal every few seconds and at the end.
+* ``summary.csv``: per input (``track`` empty) and per track: frames, faces, first and last
+  second, the mean distribution (``p_<class>``) and the dominant emotion, for inputs done.
+
+An input is skipped on a rerun when its latest row is ``done`` with the same settings hash
+(:func:`settings_hash`: the model file's content and every option that changes results), its
+outputs are all there, and the file (when local) has the size and time it had then.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import FerlabError
+from ..fileio import write_text
+from .inputs import BatchInput
+
+STATE_DIR = ".ferlab-batch"
+JOURNAL = "journal.jsonl"
+MANIFEST = "manifest.csv"
+SUMMARY = "summary.csv"
+MANIFEST_COLUMNS = ["input", "status", "error", "frames", "faces", "tracks", "seconds", "kind", "outputs",
+                    "settings", "finished", "worker", "node", "peak_rss_mb"]
+# options that do not change a result (how fast it is computed) are left out of the hash
+_NOT_SETTINGS = {"threads"}
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_identity(spec: str | None) -> str:
+    """The content hash of the model a spec resolves to (shipped name, checkpoint, .onnx), or
+    the spec itself when the driver cannot read the file (it may exist on the cluster only)."""
+    if spec is not None and str(spec).lower().endswith(".onnx"):
+        path = Path(spec)
+        return _file_digest(path) if path.is_file() else f"spec:{spec}"
+    from ..models.hub import resolve_model
+
+    return _file_digest(resolve_model(spec))  # a model that is not there fails here, before Ray starts
+
+
+def settings_hash(options: dict[str, Any], max_frames: int | None) -> str:
+    """12 hex digits naming the model (by content) and every setting that changes a result."""
+    opts = {k: v for k, v in options.items() if k not in _NOT_SETTINGS}
+    opts["model"] = model_identity(opts.get("model"))
+    if not isinstance(opts.get("detector"), str):
+        opts["detector"] = repr(type(opts["detector"]))
+    if opts.get("detector_model"):
+        with contextlib.suppress(OSError):
+            opts["detector_model"] = _file_digest(Path(opts["detector_model"]))
+    blob = json.dumps({"options": opts, "max_frames": max_frames}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def file_stamp(item: BatchInput) -> list[float] | None:
+    """(size, mtime) of a local input, to notice that a file changed since it was done."""
+    if item.is_url:
+        return None
+    try:
+        st = os.stat(item.source)
+    except OSError:
+        return None
+    return [st.st_size, round(st.st_mtime, 3)]
+
+
+class Journal:
+    """The append-only record of finished inputs, and the latest row of each."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.dir = out / STATE_DIR
+        self.path = self.dir / JOURNAL
+        self.rows: dict[str, dict[str, Any]] = {}  # key -> latest row (insertion order = first seen)
+        self.lines = 0
+        if self.path.exists():
+            with open(self.path, encoding="utf-8") as fh:
+                for line in fh:
+                    self.lines += 1
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:  # torn by a crash
+                        continue
+                    if isinstance(row, dict) and "key" in row:
+                        self.rows[row["key"]] = row
+        self._fh: Any = None
+
+    def open(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        torn = False
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, "rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                torn = fh.read(1) != b"\n"
+        self._fh = open(self.path, "a", encoding="utf-8")
+        if torn:  # a crash cut the last line: end it, so the next row starts a line of its own
+            self._fh.write("\n")
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows[row["key"]] = row
+        if self._fh is None:
+            self.open()
+        self._fh.write(json.dumps(row, separators=(",", ":"), default=str) + "\n")
+        self.lines += 1
+        self._fh.flush()
+        with contextlib.suppress(OSError):
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self.lines > 2 * len(self.rows) + 100:  # many reruns: keep the latest row of each input only
+            write_text(self.path, "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n"
+                                          for r in self.rows.values()))
+            self.lines = len(self.rows)
+
+    def is_done(self, item: BatchInput, settings: str, video: bool) -> bool:
+        from .tasks import output_names
+
+        row = self.rows.get(item.key)
+        if not row or row.get("status") != "done" or row.get("settings") != settings:
+            return False
+        stamp = file_stamp(item)
+        if stamp is not None and row.get("stamp") is not None and list(row["stamp"]) != stamp:
+            return False
+        return all((self.out / n).exists() for n in output_names(item, video))
+
+
+@contextlib.contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """One ``ferlab batch`` at a time per output folder (POSIX advisory lock)."""
+    state = out / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    fh = open(state / "lock", "w")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise FerlabError(f"another ferlab batch is writing to {out}; wait for it or choose another "
+                              "--out") from None
+        yield
+    finally:
+        fh.close()
+
+
+def clean_stale_temporaries(out: Path) -> int:
+    """Temporary files a killed worker left in ``results/`` (``.NAME.XXXX.tmp[.mp4]``), or a
+    killed driver beside the manifest; safe to delete while the folder is locked."""
+    from .tasks import RESULTS
+
+    n = 0
+    stale = list((out / RESULTS).glob(".*.tmp*")) if (out / RESULTS).is_dir() else []
+    stale += [p for name in (MANIFEST, SUMMARY) for p in out.glob(f".{name}.*.tmp")]  # a killed driver's
+    for p in stale:
+        with contextlib.suppress(OSError):
+            p.unlink()
+            n += 1
+    return n
+
+
+def _csv_text(header: list[str], rows: Iterable[list[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def manifest_row(row: dict[str, Any]) -> list[Any]:
+    values = {**row, "outputs": ";".join(row.get("outputs") or [])}
+    return ["" if values.get(c) is None else values.get(c, "") for c in MANIFEST_COLUMNS]
+
+
+def write_manifest(out: Path, rows: Iterable[dict[str, Any]]) -> Path:
+    path = out / MANIFEST
+    write_text(path, _csv_text(MANIFEST_COLUMNS, (manifest_row(r) for r in rows)))
+    return path
+
+
+def summary_columns(class_names: list[str]) -> list[str]:
+    return ["input", "track", "frames", "faces", "start", "end", *[f"p_{c}" for c in class_names], "dominant"]
+
+
+def write_summary(out: Path, rows: Iterable[dict[str, Any]], class_names: list[str]) -> Path:
+    lines = []
+    for row in rows:
+        if row.get("status") != "done":
+            continue
+        for s in row.get("summary") or []:
+            mean = s.get("mean") or [""] * len(class_names)
+            lines.append([row["input"], s["track"], s["frames"], s["faces"], s["start"], s["end"], *mean,
+                          s["dominant"]])
+    path = out / SUMMARY
+    write_text(path, _csv_text(summary_columns(class_names), lines))
+    return path
+
+
+def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))

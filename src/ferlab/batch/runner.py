@@ -1,0 +1,375 @@
+"""Run a batch on Ray: an embedded local Ray by default, or an existing cluster.
+
+:func:`run_batch` expands the inputs, skips those done before with the same settings, starts
+``workers`` Ray actors (:class:`~ferlab.batch.tasks.Worker`, one model each, ``threads``
+CPUs each), hands every worker one input at a time (plus one queued, so it never waits for
+the driver) and records each row in the journal the moment it comes back. A worker that dies
+(killed, out of memory) fails the input it was on; a fresh worker takes its place. Ctrl-C
+stops at once: everything finished is on disk, the inputs in flight are redone by a rerun.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import FerlabError, missing_extra
+from .inputs import BatchInput, expand_inputs
+from .manifest import (Journal, clean_stale_temporaries, file_stamp, locked, settings_hash, write_manifest,
+                       write_summary)
+
+IN_FLIGHT = 2  # calls per worker when photos are next: the next one is there when one ends
+MANIFEST_EVERY_S = 5.0
+READY_TIMEOUT_S = float(os.environ.get("FERLAB_BATCH_READY_TIMEOUT", 300))
+
+
+@dataclass
+class BatchResult:
+    """What :func:`run_batch` did. ``rows``: one per input of this run, in input order, as in
+    the manifest (``skipped`` True for those done by an earlier run); inputs not finished
+    because of Ctrl-C are absent (``pending`` counts them)."""
+
+    out: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    manifest: Path | None = None
+    summary: Path | None = None
+    workers: int = 0
+    address: str | None = None  # the cluster's, or None for an embedded Ray (or none needed)
+    interrupted: bool = False
+    pending: int = 0
+    seconds: float = 0.0
+    settings: str = ""
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def done(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] == "done" and not r.get("skipped")]
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r.get("skipped")]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] != "done"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted and not self.pending
+
+    @property
+    def frames(self) -> int:
+        return sum(int(r.get("frames") or 0) for r in self.done)
+
+
+class Progress:
+    """Frame counts the workers report (a Ray actor; the driver polls it)."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.total = 0
+
+    def start(self, expected: int) -> None:
+        self.total += expected
+
+    def add(self, n: int) -> None:
+        self.done += n
+
+    def finish(self, expected: int, frames: int) -> None:
+        self.total += frames - expected  # the real count replaces the header's promise
+
+    def get(self) -> tuple[int, int]:
+        return self.done, self.total
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ModuleNotFoundError as exc:
+        err = missing_extra(exc, "batch processing")
+        raise (err or exc) from None
+    if ray is None:  # sys.modules["ray"] = None
+        raise missing_extra(ModuleNotFoundError(name="ray"), "batch processing")  # type: ignore[misc]
+    return ray
+
+
+def local_cores() -> int:
+    """The cores this process may use (a container's or taskset's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) nobody listens on fails in seconds, with a hint,
+    instead of Ray's minutes of reconnect attempts."""
+    import re
+    import socket
+
+    m = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)/?", address.strip())
+    if m is None:
+        return  # "auto", or a form Ray knows and we do not
+    try:
+        with socket.create_connection((m.group(1), int(m.group(2))), timeout=5):
+            pass
+    except OSError as exc:
+        raise FerlabError(f"no Ray cluster answers at {address} ({exc.strerror or exc}): is its head running? "
+                          "`ray start --head` prints the address to use") from None
+
+
+def _start_ray(ray: Any, address: str | None, workers: int | None, threads: int) -> tuple[bool, str | None]:
+    """(whether this call started Ray, the cluster address or None for a local one)."""
+    if ray.is_initialized():
+        return False, None
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    quiet = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False,
+             "configure_logging": True}
+    if address:
+        _check_reachable(address)
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            n = workers or max(1, local_cores() // threads)
+            ray.init(address="local", num_cpus=n * threads, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"connect to the Ray cluster at {address}" if address else "start a local Ray"
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        cause = exc.__cause__
+        if cause is not None and "auth" in type(cause).__name__.lower() + str(cause).lower():
+            msg += (" (the cluster wants its authentication token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN, "
+                    "or copy the head's ~/.ray/auth_token here)")
+        elif cause is not None and str(cause).strip():
+            msg += f" ({str(cause).strip().splitlines()[0][:200]})"
+        raise FerlabError(f"could not {where}: {msg}") from None
+    return True, address
+
+
+def _row_failed(item: BatchInput, error: str) -> dict[str, Any]:
+    return {"key": item.key, "input": item.source, "kind": item.kind, "status": "failed", "error": error,
+            "frames": 0, "faces": 0, "tracks": 0, "seconds": 0.0, "outputs": [], "summary": []}
+
+
+def _bar(enabled: bool, n_inputs: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=n_inputs, unit="input", desc="batch", disable=not enabled, dynamic_ncols=True,
+                file=sys.stderr, smoothing=0.1)
+
+
+def run_batch(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], out: str | os.PathLike[str], *,
+              workers: int | None = None, address: str | None = None, video: bool = False,
+              max_frames: int | None = None, force: bool = False, progress: bool = False,
+              gpus_per_worker: float | None = None, options: Any = None, **option_kwargs: Any) -> BatchResult:
+    """Emotions for every video and photo of ``inputs`` (files, folders, .txt/.csv lists,
+    URLs), written under ``out``: ``results/<key>.jsonl|.csv`` per input (``.mp4`` or an
+    annotated image too with ``video``), ``manifest.csv`` and ``summary.csv``.
+
+    ``workers``: Ray actors (default: one per core of a local Ray, or as many as the
+    cluster's CPUs allow); ``address`` (or ``RAY_ADDRESS``): a Ray cluster to run on (``out``
+    and the inputs must then be paths every node sees, or URLs). ``options`` / keyword
+    arguments: :class:`~ferlab.inference.InferenceOptions` (``model``, ``detector``, ...);
+    ``threads`` (default 1) is the ONNX Runtime threads and CPUs of each worker. Inputs done by
+    an earlier run with the same model and settings are skipped unless ``force``. If Ray is
+    already initialised in this process it is used as it is.
+    """
+    ray = import_ray()
+    from ..inference.options import InferenceOptions
+
+    opts = options or InferenceOptions()
+    if option_kwargs:
+        opts = opts.replace(**option_kwargs)
+    threads = int(opts.threads or 1)
+    opts = opts.replace(threads=threads)
+    if workers is not None and workers < 1:
+        raise FerlabError(f"--workers must be >= 1, got {workers}")
+    if max_frames is not None and max_frames < 1:
+        raise FerlabError(f"--max-frames must be >= 1, got {max_frames}")
+    out = Path(out).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise FerlabError(f"--out {out} is a file, not a folder")
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    batch = expand_inputs(items, out=out)
+    settings = settings_hash(opts.to_dict(), max_frames)
+    gpus = gpus_per_worker if gpus_per_worker is not None else (1.0 if str(opts.device).startswith("cuda") else 0.0)
+    t0 = time.perf_counter()
+    result = BatchResult(out, settings=settings)
+    out.mkdir(parents=True, exist_ok=True)
+    with locked(out):
+        journal = Journal(out)
+        clean_stale_temporaries(out)
+        todo = [i for i in batch if force or not journal.is_done(i, settings, video)]
+        skipped = {i.key for i in batch} - {i.key for i in todo}
+        try:
+            if todo:
+                owns, result.address = _start_ray(ray, address, workers, threads)
+                try:
+                    _run(ray, todo, out, opts, threads, gpus, workers, video, max_frames, journal, settings,
+                         progress, result, batch)
+                finally:
+                    if owns:
+                        ray.shutdown()
+        finally:
+            journal.close()
+            clean_stale_temporaries(out)  # what workers stopped mid-input left
+            result.manifest, result.summary = _write_tables(out, journal, batch)
+            result.rows = []
+            for i in batch:
+                row = journal.rows.get(i.key)
+                if row is None:
+                    continue
+                if i.key in skipped:
+                    row = {**row, "skipped": True}
+                elif row.get("run") != result.run_id:
+                    continue  # not finished in this run (Ctrl-C): its old row is not this run's
+                result.rows.append(row)
+            result.pending = len(batch) - len(result.rows)
+            result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _write_tables(out: Path, journal: Journal, batch: list[BatchInput]) -> tuple[Path, Path]:
+    from ..constants import CLASS_NAMES
+
+    # this run's inputs only: rows of inputs no longer given stay in the journal (skipped if they return)
+    keys = [i.key for i in batch if i.key in journal.rows]
+    rows = [journal.rows[k] for k in keys]
+    classes = next((r["classes"] for r in rows if r.get("status") == "done" and r.get("classes")), list(CLASS_NAMES))
+    return write_manifest(out, rows), write_summary(out, rows, classes)
+
+
+def _run(ray: Any, todo: list[BatchInput], out: Path, opts: Any, threads: int, gpus: float, workers: int | None,
+         video: bool, max_frames: int | None, journal: Journal, settings: str, show: bool,
+         result: BatchResult, batch: list[BatchInput]) -> None:
+    from .tasks import Worker
+
+    if workers is None:
+        cpus = ray.cluster_resources().get("CPU", 1)
+        workers = max(1, int(cpus // threads))
+    workers = min(workers, len(todo))
+    result.workers = workers
+    progress = ray.remote(num_cpus=0)(Progress).remote()
+    actor_cls = ray.remote(Worker).options(num_cpus=threads, num_gpus=gpus or None, max_restarts=0,
+                                           scheduling_strategy="SPREAD")
+    options = opts.to_dict()
+
+    created: list[Any] = [progress]  # every actor this run made, killed at the end
+
+    def new_worker() -> Any:
+        created.append(actor_cls.remote(options, threads, progress))
+        return created[-1]
+
+    try:
+        actors = [new_worker() for _ in range(workers)]
+        ready_refs = {a.ready.remote(): a for a in actors}
+        done_refs, not_ready = ray.wait(list(ready_refs), num_returns=len(ready_refs), timeout=READY_TIMEOUT_S)
+        if not done_refs:
+            raise FerlabError(f"no batch worker started within {READY_TIMEOUT_S:.0f} s: does the Ray cluster have "
+                              f"{threads} free CPU(s){' and a GPU' if gpus else ''} per worker?")
+        for ref in done_refs:
+            try:
+                info = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                raise FerlabError(f"a batch worker could not start: {str(exc).strip().splitlines()[-1]}") from None
+            if info["error"]:
+                raise FerlabError(f"the model could not be loaded on a worker: {info['error']}")
+        for ref in not_ready:
+            ray.kill(ready_refs[ref])
+        actors = [ready_refs[r] for r in done_refs]
+        result.workers = len(actors)
+
+        queue = collections.deque(todo)
+        inflight: dict[int, collections.deque[tuple[Any, BatchInput]]] = {i: collections.deque() for i in
+                                                                            range(len(actors))}
+        owner: dict[Any, int] = {}
+        out_s = str(out)
+
+        def submit(slot: int) -> None:
+            # a photo may wait behind the current input (a few ms of work: the worker never idles
+            # between photos); a video never does, so no worker idles while another has a queue
+            lane = inflight[slot]
+            while queue and (not lane or (len(lane) < IN_FLIGHT and queue[0].kind == "image")):
+                item = queue.popleft()
+                ref = actors[slot].process.remote(item, out_s, video, max_frames)
+                inflight[slot].append((ref, item))
+                owner[ref] = slot
+
+        def record(item: BatchInput, row: dict[str, Any]) -> None:
+            row["settings"] = settings
+            row["stamp"] = file_stamp(item)
+            row["run"] = result.run_id
+            journal.append(row)
+            bar_in.update(1)
+            if row["status"] != "done":
+                bar_in.write(f"failed: {item.source}: {row['error']}", file=sys.stderr)
+
+        bar_in = _bar(show, len(todo))
+        t_start = time.monotonic()
+        last_manifest = last_poll = time.monotonic()
+        try:
+            for slot in range(len(actors)):  # one each first, so every worker gets work
+                if queue:
+                    item = queue.popleft()
+                    ref = actors[slot].process.remote(item, out_s, video, max_frames)
+                    inflight[slot].append((ref, item))
+                    owner[ref] = slot
+            for slot in range(len(actors)):
+                submit(slot)
+            while owner:
+                ready, _ = ray.wait(list(owner), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    slot = owner.pop(ref)
+                    lane = inflight[slot]
+                    idx = next(k for k, (r, _) in enumerate(lane) if r == ref)
+                    _, item = lane[idx]
+                    del lane[idx]
+                    try:
+                        row = ray.get(ref)
+                    except ray.exceptions.RayActorError as exc:
+                        if idx != 0:  # queued behind the input that killed the worker: try again
+                            queue.appendleft(item)
+                            continue
+                        oom = isinstance(exc, getattr(ray.exceptions, "OutOfMemoryError", ())) or \
+                            "out of memory" in str(exc).lower()
+                        reason = "out of memory" if oom else "killed, or out of memory?"
+                        row = _row_failed(item, f"the worker died while processing it ({reason}); rerun to retry")
+                        for r, queued in list(lane):  # the calls queued behind it die with it
+                            owner.pop(r, None)
+                            queue.appendleft(queued)
+                        lane.clear()
+                        ray.kill(actors[slot])
+                        actors[slot] = new_worker()
+                    except ray.exceptions.RayError as exc:
+                        row = _row_failed(item, f"internal error: {str(exc).strip().splitlines()[-1]}")
+                    record(item, row)
+                    submit(slot)
+                now = time.monotonic()
+                if show and now - last_poll >= 0.5:
+                    last_poll = now
+                    try:
+                        done, total = ray.get(progress.get.remote(), timeout=5)
+                        rate = done / max(now - t_start, 1e-9)
+                        bar_in.set_postfix_str(f"frames {done}/{max(total, done)}, {rate:.1f} frames/s", refresh=True)
+                    except ray.exceptions.RayError:
+                        pass
+                if now - last_manifest >= MANIFEST_EVERY_S:
+                    last_manifest = now
+                    _write_tables(out, journal, batch)
+        except KeyboardInterrupt:
+            result.interrupted = True
+        finally:
+            bar_in.close()
+    finally:
+        for a in created:
+            try:
+                ray.kill(a)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
