@@ -67,7 +67,8 @@ def test_video_outputs_match_frames(clip: Path, tiny_checkpoint: Path, tmp_path:
     assert records[1]["time"] == pytest.approx(1 / 25)
     rows = list(csv.DictReader(cs.open()))
     assert len(rows) == sum(len(r["faces"]) for r in records)  # one row per face
-    assert sum(len(r["faces"]) for r in records) >= 2 * N_FRAMES - 2
+    # each face is shown from its third detection (a confirmed track): two frames less per face
+    assert sum(len(r["faces"]) for r in records) >= 2 * N_FRAMES - 6
     ids = {f["track_id"] for r in records for f in r["faces"]}
     assert ids == {1, 2}  # two people, two stable ids
     face = records[5]["faces"][0]

@@ -141,8 +141,8 @@ def test_no_face_and_plugin_detector() -> None:
     plugged = make_detector(Fixed(), scale=0.5)
     assert isinstance(plugged, ScaledDetector)
     assert plugged.detect(frame, to_gray(frame)).tolist() == [[20, 20, 80, 80]]
-    with pytest.raises(FerlabError, match="--detector-model"):
-        make_detector("yunet")
+    with pytest.raises(FerlabError, match="--detector haar"):
+        make_detector("yunet", "/nonexistent/yunet.onnx")
     with pytest.raises(FerlabError, match="unknown detector"):
         make_detector("mtcnn")
 
@@ -158,9 +158,53 @@ def test_huge_photo_is_downscaled_for_detection(samples_dir: Path) -> None:
     assert 4000 < x + w / 2 < 5280 and 300 < y + h / 2 < 1260
 
 
-@pytest.mark.skipif(not YUNET.is_file(), reason="YuNet model not in the shared folder")
+def test_yunet_is_the_bundled_default() -> None:
+    from ferlab.inference.detector import BUNDLED_YUNET, YuNetDetector
+    from ferlab.inference.options import DEFAULTS
+
+    assert DEFAULTS.detector == "yunet" and DEFAULTS.detector_model is None
+    assert BUNDLED_YUNET.is_file() and BUNDLED_YUNET.stat().st_size > 100_000
+    assert "MIT" in (BUNDLED_YUNET.parent / "ATTRIBUTION.md").read_text()
+    det = make_detector()
+    assert isinstance(det.inner, YuNetDetector)
+
+
+def test_missing_bundled_yunet_names_the_ways_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ferlab.inference import detector as det_mod
+
+    monkeypatch.setattr(det_mod, "BUNDLED_YUNET", tmp_path / "gone.onnx")
+    with pytest.raises(FerlabError, match="--detector haar") as err:
+        make_detector()
+    assert "--detector-model" in str(err.value)
+    with pytest.raises(FerlabError, match="cannot be used with --detector haar"):
+        make_detector("haar", tmp_path / "x.onnx")
+
+
+def test_yunet_follows_frame_size_changes(samples_dir: Path) -> None:
+    """Browser clients change resolution mid-stream; the detector's input size follows."""
+    det = make_detector()
+    img = load_image(samples_dir / "photos" / "two_people.jpg")
+    for w in (640, 320, 1280, 640):
+        frame = cv2.resize(img, (w, int(img.shape[0] * w / img.shape[1])))
+        boxes = det.detect(frame, to_gray(frame))
+        assert len(boxes) == 2, w
+        assert boxes[:, 0].max() + boxes[:, 2].max() <= w * 1.1
+
+
+def test_yunet_on_huge_photo_detects_on_a_capped_copy(samples_dir: Path) -> None:
+    face = load_image(samples_dir / "photos" / "obama_small.jpg")
+    big = np.full((3000, 4800, 3), 90, np.uint8)  # 14 MP
+    big[1000:1000 + 960, 2000:2000 + 1280] = cv2.resize(face, (1280, 960))
+    det = make_detector()
+    assert det._effective_scale(big.shape) == pytest.approx(1920 / 4800)
+    boxes = det.detect(big, to_gray(big))
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    assert 2000 < x + w / 2 < 3280 and 1000 < y + h / 2 < 1960
+
+
 def test_yunet_detector(samples_dir: Path) -> None:
-    det = make_detector("yunet", YUNET)
+    det = make_detector("yunet", YUNET if YUNET.is_file() else None)
     img = load_image(samples_dir / "photos" / "two_people.jpg")
     boxes = det.detect(img, to_gray(img))
     assert len(boxes) == 2

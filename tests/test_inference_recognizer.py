@@ -55,13 +55,17 @@ def test_same_result_for_every_input_format(rec: Recognizer, face_img: np.ndarra
     gray = cv2.cvtColor(face_img, cv2.COLOR_BGR2GRAY)
     variants = {
         "bgr": face_img,
-        "gray": gray,
         "bgra": np.dstack([face_img, np.full(gray.shape, 200, np.uint8)]),
         "uint16": face_img.astype(np.uint16) * 257,
+        # the default detector (YuNet) looks at colour: a gray photo is compared with itself
+        "gray": gray,
+        "gray HxWx1": gray[:, :, None],
+        "gray float": gray.astype(np.float32) / 255,
     }
-    ref = rec.predict(face_img)
-    assert len(ref) == 1
+    refs = {"colour": rec.predict(face_img), "gray": rec.predict(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))}
+    assert len(refs["colour"]) == 1 and len(refs["gray"]) == 1
     for name, img in variants.items():
+        ref = refs["gray" if name.startswith("gray") else "colour"]
         got = rec.predict(img)
         assert [f.box for f in got] == [f.box for f in ref], name
         np.testing.assert_allclose(got[0].probs, ref[0].probs, atol=1e-6, err_msg=name)
@@ -81,7 +85,7 @@ def test_session_tracks_and_smooths_per_face(rec: Recognizer, face_img: np.ndarr
         calls.append(len(batch))
         return backend(batch)
 
-    sess = rec.session(window=4)
+    sess = rec.session(window=4, confirm=1)  # shown from the first frame
     sess.recognizer = _with_backend(rec, counting)
     raw: dict[int, list[np.ndarray]] = {}
     results = [sess.process(f, timestamp=i / 30) for i, f in enumerate(two_face_frames(face_img, 12))]
@@ -108,7 +112,7 @@ def _with_backend(rec: Recognizer, backend: object) -> Recognizer:
 
 
 def test_shared_smoothing_is_thesis_buffer(rec: Recognizer, face_img: np.ndarray) -> None:
-    sess = rec.session(smoothing="shared", window=10)
+    sess = rec.session(smoothing="shared", window=10, confirm=1)
     buffer: list[np.ndarray] = []
     for f in two_face_frames(face_img, 8):
         for face in sess.process(f).faces:
@@ -128,7 +132,7 @@ def test_detect_every_k_tracks_in_between(rec: Recognizer, face_img: np.ndarray)
             return inner.detect(bgr, gray)
 
     r2 = Recognizer(rec.backend, Counting(), class_names=rec.class_names, mean=rec.mean, std=rec.std)
-    sess = r2.session(detect_every=3, smoothing="none")
+    sess = r2.session(detect_every=3, smoothing="none", confirm=1)
     results = [sess.process(f) for f in two_face_frames(face_img, 9)]
     assert len(seen) == 3  # frames 0, 3, 6
     assert [r.detected for r in results] == [True, False, False] * 3
@@ -139,7 +143,7 @@ def test_detect_every_k_tracks_in_between(rec: Recognizer, face_img: np.ndarray)
 
 def test_sessions_are_independent(rec: Recognizer, face_img: np.ndarray) -> None:
     frames = two_face_frames(face_img, 3)
-    a, b = rec.session(), rec.session()
+    a, b = rec.session(confirm=1), rec.session(confirm=1)
     for f in frames:
         a.process(f)
     first_b = b.process(frames[0])
@@ -151,7 +155,7 @@ def test_annotate_scales_with_frame(rec: Recognizer, face_img: np.ndarray) -> No
     for w, h in ((640, 360), (1920, 1080)):
         frame = cv2.resize(two_face_frames(face_img, 1)[0], (w, h))
         before = frame.copy()
-        res = rec.session().process(frame)
+        res = rec.session(confirm=1).process(frame)
         assert len(res.faces) == 2
         out = annotate(frame, res, fps=29.7)
         assert out.shape == (h, w, 3) and out.dtype == np.uint8
@@ -191,7 +195,7 @@ def test_face_at_border_is_clipped_and_classified(rec: Recognizer) -> None:
     faces = r.predict(frame)
     assert [f.box for f in faces] == [(0, 100, 60, 90), (600, 0, 40, 60)]
     assert all(abs(f.probs.sum() - 1) < 1e-6 for f in faces)
-    res = r.session().process(frame)
+    res = r.session(confirm=1).process(frame)
     assert [f.track_id for f in res.faces] == [1, 2]
 
 
@@ -201,3 +205,50 @@ def test_recognizer_keeps_model_info(rec: Recognizer, tiny_checkpoint: Path) -> 
     assert (info.class_names, info.mean, info.std) == (rec.class_names, rec.mean, rec.std)
     assert info.metrics == {} and info.accuracy() == {}
     assert info.meta["model"]["name"] == "fernet"  # the whole sidecar, as read at load time
+
+
+def test_default_session_shows_a_face_once_confirmed(rec: Recognizer, face_img: np.ndarray) -> None:
+    """confirm=3 (default): a face is shown from its third detection, and its smoothing window
+    already holds the frames seen before (Eq. 26 over the last N frames)."""
+    calls: list[np.ndarray] = []
+    backend = rec.backend
+
+    def keeping(batch: np.ndarray) -> np.ndarray:
+        out = backend(batch)
+        calls.append(out)
+        return out
+
+    class LeftFirst:
+        name = "left-first"
+
+        def detect(self, bgr: np.ndarray, gray: np.ndarray) -> np.ndarray:
+            boxes = rec.detector.detect(bgr, gray)
+            return boxes[np.argsort(boxes[:, 0])]
+
+    r2 = Recognizer(keeping, LeftFirst(), class_names=rec.class_names, mean=rec.mean, std=rec.std)  # type: ignore[arg-type]
+    sess = r2.session(window=4)
+    results = [sess.process(f) for f in two_face_frames(face_img, 6)]
+    assert [len(r.faces) for r in results] == [0, 0, 2, 2, 2, 2]
+    assert sorted(f.track_id for f in results[2].faces) == [1, 2]
+    from ferlab.inference.backends import softmax
+
+    left = [softmax(c)[0] for c in calls]
+    shown = [min(r.faces, key=lambda f: f.box[0]) for r in results[2:]]
+    for k, face in enumerate(shown, start=2):
+        lo = max(0, k - 3)
+        np.testing.assert_allclose(face.smoothed, np.mean(left[lo:k + 1], axis=0), atol=1e-6)
+
+
+def test_scene_cut_gives_new_ids_and_fresh_smoothing(rec: Recognizer, face_img: np.ndarray) -> None:
+    frames = two_face_frames(face_img, 10)
+    other = [np.where((f == 60).all(axis=2, keepdims=True), np.uint8(215), f) for f in frames]  # a new shot
+    sess = rec.session(confirm=1)
+    before = [sess.process(f) for f in frames[:5]]
+    after = [sess.process(f) for f in other[5:]]
+    ids_before = {f.track_id for r in before for f in r.faces}
+    ids_after = {f.track_id for r in after for f in r.faces}
+    assert ids_before == {1, 2} and ids_after and not ids_before & ids_after
+    off = rec.session(confirm=1, scene_cut=0)
+    for f in frames[:5]:
+        off.process(f)
+    assert {f.track_id for f in off.process(other[5]).faces} <= {1, 2}  # no cut detection: old ids

@@ -1,7 +1,7 @@
 """``ferlab serve``: the HTTP API, the live websocket and the limits, through FastAPI's
 TestClient on the real sample photos and a real (tiny, random-weight) checkpoint.
 
-Only small images are sent (320x240, 424x394): Haar detection dominates the cost and the
+Only small images are sent (320x240, 424x394): face detection dominates the cost and the
 test machines are shared with training jobs.
 """
 from __future__ import annotations
@@ -255,7 +255,7 @@ def test_health_and_model(client: TestClient) -> None:
     assert model["classes"] == list(CLASS_NAMES)
     assert (model["name"], model["file"], model["arch"]) == ("tiny", "tiny.safetensors", "fernet")
     assert model["accuracy"] is None  # the tiny checkpoint has no metrics on record
-    assert model["backend"] in ("onnx", "torch") and model["detector"] == "haar"
+    assert model["backend"] in ("onnx", "torch") and model["detector"] == "yunet"
 
 
 def test_model_accuracy_on_record(recognizer: Any, tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -298,23 +298,24 @@ def test_model_description_comes_from_the_recognizer(recognizer: Any, monkeypatc
 def test_websocket_three_frames(client: TestClient, small_jpeg: bytes) -> None:
     results = []
     with client.websocket_connect("/ws/live") as ws:
-        for _ in range(3):
+        for _ in range(4):
             ws.send_bytes(small_jpeg)
             results.append(ws.receive_json())  # one in flight, as the page does
-    assert [r["type"] for r in results] == ["result"] * 3
-    assert [r["seq"] for r in results] == [1, 2, 3]
-    assert [r["frame"] for r in results] == [0, 1, 2]
+    assert [r["type"] for r in results] == ["result"] * 4
+    assert [r["seq"] for r in results] == [1, 2, 3, 4]
+    assert [r["frame"] for r in results] == [0, 1, 2, 3]
     assert all(r["dropped"] == 0 for r in results)
     times = [r["time"] for r in results]
     assert times == sorted(times)
     for r in results:
         assert (r["width"], r["height"]) == (320, 240)
         assert r["server_ms"] > 0
-        assert len(r["faces"]) >= 1
         for face in r["faces"]:
             _check_face(face, 320, 240, tracked=True)
+    # a new face is shown once confirmed (its third detection), never a frame before
+    assert [len(r["faces"]) >= 1 for r in results] == [False, False, True, True]
     # one person in a still image keeps one track id
-    assert len({r["faces"][0]["track_id"] for r in results}) == 1
+    assert len({r["faces"][0]["track_id"] for r in results[2:]}) == 1
 
 
 def test_websocket_bad_frame_then_good(client: TestClient, small_jpeg: bytes) -> None:
@@ -385,12 +386,12 @@ def test_websocket_frame_too_large(recognizer: Any) -> None:
 
 @pytest.fixture(scope="module")
 def short_video(samples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """12 small frames of the sample clip where Haar finds a face (frames 125-136)."""
+    """15 small frames of the sample clip with the performer's face (frames 125-139)."""
     cap = cv2.VideoCapture(str(samples_dir / "short_hamilton_clip.mp4"))
     cap.set(cv2.CAP_PROP_POS_FRAMES, 125)
     path = tmp_path_factory.mktemp("video") / "clip.mp4"
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (320, 180))
-    for _ in range(12):
+    for _ in range(15):
         ok, frame = cap.read()
         assert ok
         out.write(cv2.resize(frame, (320, 180), interpolation=cv2.INTER_AREA))
@@ -404,7 +405,7 @@ def test_video_per_frame_records(recognizer: Any, short_video: bytes, tmp_path: 
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    with TestClient(create_app(recognizer, Limits(max_video_frames=3))) as c:
+    with TestClient(create_app(recognizer, Limits(max_video_frames=4))) as c:
         r = c.post("/api/video?sample_fps=10", files={"file": ("clip.mp4", short_video, "video/mp4")})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -412,9 +413,9 @@ def test_video_per_frame_records(recognizer: Any, short_video: bytes, tmp_path: 
     assert body["video"]["width"] == 320 and body["video"]["height"] == 180
     assert body["sample_fps"] == 10 and body["stopped"] == "max_video_frames"
     frames = body["frames"]
-    assert [f["frame"] for f in frames] == [0, 3, 6]  # 30 fps sampled at 10 fps
-    assert [f["time"] for f in frames] == pytest.approx([0.0, 0.1, 0.2], abs=1e-3)
-    assert sum(len(f["faces"]) for f in frames) >= 2
+    assert [f["frame"] for f in frames] == [0, 3, 6, 9]  # 30 fps sampled at 10 fps
+    assert [f["time"] for f in frames] == pytest.approx([0.0, 0.1, 0.2, 0.3], abs=1e-3)
+    assert sum(len(f["faces"]) for f in frames) >= 2  # shown from the third sampled frame (confirmed)
     for f in frames:
         assert list(f) == ["frame", "time", "faces"]
         for face in f["faces"]:
@@ -477,8 +478,9 @@ def test_serve_command_end_to_end(tiny_checkpoint: Path, small_jpeg: bytes) -> N
                 time.sleep(0.2)
         assert health.json()["status"] == "ok"
         with connect(url.replace("http", "ws") + "/ws/live", open_timeout=10) as ws:
-            ws.send(small_jpeg)
-            msg = json.loads(ws.recv(timeout=30))
+            for _ in range(3):  # a face is shown from its third frame (confirmed track)
+                ws.send(small_jpeg)
+                msg = json.loads(ws.recv(timeout=30))
         assert msg["type"] == "result" and len(msg["faces"]) >= 1
     finally:
         proc.terminate()

@@ -119,7 +119,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise FerlabError("--int8 needs --calib DIR: a folder of face images to calibrate on "
                           "(e.g. FER2013's train/ folder; a few hundred are used)")
     path = export_onnx(args.model, args.output, opset=args.opset, int8=args.int8, calibration=args.calib,
-                       calibration_count=args.calib_count)
+                       calibration_count=args.calib_count, check=args.check)
     size = path.stat().st_size / 1e6
     print(f"wrote {path} ({size:.1f} MB, {'INT8' if args.int8 else 'fp32'}, opset {args.opset}); "
           f"{path.verification}")
@@ -176,9 +176,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--onnx", action="store_true", help="export to ONNX")
     p.add_argument("--model", default=None, metavar="NAME|CKPT", help="shipped model name, checkpoint or run folder")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="output .onnx file")
-    p.add_argument("--int8", action="store_true", help="static INT8 quantisation (needs --calib)")
+    p.add_argument("--int8", action="store_true", help="static INT8 quantisation, 7-bit weights so it is right on "
+                                                       "CPUs with and without VNNI (needs --calib)")
     p.add_argument("--calib", default=None, metavar="DIR", help="folder of face images for INT8 calibration")
-    p.add_argument("--calib-count", type=int, default=300, metavar="N", help="calibration faces (default 300)")
+    p.add_argument("--calib-count", type=int, default=2000, metavar="N", help="calibration faces (default 2000)")
+    p.add_argument("--check", default=None, metavar="DIR",
+                   help="faces to check INT8 against fp32 on (default: FER2013 PublicTest faces beside --calib, "
+                        "else other --calib faces); an INT8 model agreeing on < 98%% is not written")
     p.add_argument("--opset", type=int, default=17)
     p.set_defaults(func=cmd_export)
 

@@ -1,14 +1,17 @@
 """Face detectors behind one small interface, so a better one than the thesis's can be plugged in.
 
-The default is the thesis's Viola-Jones Haar cascade (section 4.10, settings of section 7.1).
-YuNet (OpenCV's light CNN detector) finds profile and partly occluded faces Haar misses and
-makes fewer false positives, but its weights are a third-party file we do not ship, so it
-needs an explicit path. Any object with a matching ``detect`` method works as a detector.
+The default is YuNet, OpenCV's light CNN face detector (model zoo, MIT licence), whose
+230 KB ONNX file ships inside the package (``ferlab/assets``, attribution in
+``assets/ATTRIBUTION.md``): it finds turned, small and partly occluded faces the thesis's
+Viola-Jones cascade misses, makes fewer false faces and is several times faster on a
+640x480 frame (measured numbers in ``docs/thesis-deviations.md``). ``detector="haar"`` is the
+thesis's Viola-Jones Haar cascade exactly (section 4.10, settings of section 7.1: scale 1.1,
+5 neighbours, 30 px). Any object with a matching ``detect`` method works as a detector.
 
-Detection dominates the cost of a frame (tens of milliseconds for Haar on a 640x480 frame on a
-laptop CPU, against about a millisecond per face for the classifier; measured numbers in
-``benchmarks/results-cpu.md``), so :class:`ScaledDetector` runs a detector on a downscaled
-copy of the frame and maps boxes back.
+Detection dominates the cost of a frame (milliseconds to tens of milliseconds per 640x480
+frame on a laptop CPU, against about a millisecond per face for the classifier), so
+:class:`ScaledDetector` can run a detector on a downscaled copy of the frame and maps boxes
+back; it also caps the side detection sees, so huge photos stay fast.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from ..errors import FerlabError
 from .options import DEFAULTS, DETECTORS
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
+YUNET_FILE = "face_detection_yunet_2026may.onnx"
+BUNDLED_YUNET = Path(__file__).resolve().parents[1] / "assets" / YUNET_FILE
 HAAR_WINDOW = 24  # the cascade's training window; smaller min sizes change nothing
 
 
@@ -79,15 +84,24 @@ class HaarDetector:
 class YuNetDetector:
     """OpenCV's ``FaceDetectorYN``. Boxes are made square around their centre (side = the longer
     side), because YuNet's boxes are tall and FER2013 faces are square crops: resizing a tall box
-    to 48x48 would squash the face."""
+    to 48x48 would squash the face.
+
+    That square is also how FER2013 frames its faces: run on 1,500 train faces upscaled 4x and
+    padded, YuNet's box (found on 94%) has a median height of 0.988 of the 48 px frame and a
+    width of 0.77 of it, with its centre 0.022 box heights above the frame's; so the frame is
+    the square on the longer side, centred on the box, to about 1 px at 48x48."""
 
     name = "yunet"
 
-    def __init__(self, model_path: str | os.PathLike[str], score_threshold: float = 0.8,
+    def __init__(self, model_path: str | os.PathLike[str] | None = None, score_threshold: float = 0.8,
                  nms_threshold: float = 0.3, top_k: int = 5000, square: bool = True) -> None:
-        path = Path(model_path)
+        path = Path(model_path) if model_path else BUNDLED_YUNET
         if not path.is_file():
-            raise FerlabError(f"YuNet model not found: {path}")
+            if model_path:
+                raise FerlabError(f"YuNet model not found: {path} (check --detector-model, or use --detector haar)")
+            raise FerlabError(f"the bundled YuNet face detector is missing ({path}); reinstall ferlab, "
+                              "give --detector-model PATH to a face_detection_yunet_*.onnx file, "
+                              "or use --detector haar")
         try:
             self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), float(score_threshold),
                                                   float(nms_threshold), int(top_k))
@@ -170,17 +184,17 @@ class ScaledDetector:
 def make_detector(name: str | FaceDetector = DEFAULTS.detector, model_path: str | os.PathLike[str] | None = None,
                   *, scale: float = DEFAULTS.detect_scale, max_side: int | None = DEFAULTS.max_detect_side,
                   **options: float) -> ScaledDetector:
-    """``haar`` (default, thesis), ``yunet`` (needs ``model_path``) or a detector object."""
+    """``yunet`` (default; the bundled model unless ``model_path`` names another file),
+    ``haar`` (the thesis's Viola-Jones) or a detector object."""
     if not isinstance(name, str):
         if not hasattr(name, "detect"):
             raise FerlabError(f"detector {name!r} has no detect(bgr, gray) method")
         inner: FaceDetector = name
     elif name == "haar":
+        if model_path:
+            raise FerlabError("--detector-model is a YuNet file; it cannot be used with --detector haar")
         inner = HaarDetector(**options)  # type: ignore[arg-type]
     elif name == "yunet":
-        if not model_path:
-            raise FerlabError("--detector yunet needs --detector-model PATH to the YuNet ONNX file "
-                              "(face_detection_yunet_*.onnx from OpenCV's model zoo; not shipped)")
         inner = YuNetDetector(model_path, **options)  # type: ignore[arg-type]
     else:
         raise FerlabError(f"unknown detector {name!r}; choose {' or '.join(DETECTORS)}")

@@ -50,10 +50,11 @@ class InferenceOptions:
     device: str = _opt("cpu", "model", "torch device for --backend torch (e.g. cuda)")
     threads: int | None = _opt(None, "model", "ONNX Runtime threads (default: all cores)", type=int, metavar="N")
     # -- detector ------------------------------------------------------------------------
-    detector: Any = _opt("haar", "detector", "face detector: haar = Viola-Jones as in the thesis (default); "
-                         "yunet = OpenCV's CNN detector (needs --detector-model)", choices=DETECTORS)
-    detector_model: str | None = _opt(None, "detector", "YuNet .onnx file (needed for --detector yunet)",
-                                      metavar="PATH")
+    detector: Any = _opt("yunet", "detector", "face detector: yunet = OpenCV's CNN detector, bundled (default); "
+                         "haar = Viola-Jones exactly as in the thesis (scale 1.1, 5 neighbours, 30 px)",
+                         choices=DETECTORS)
+    detector_model: str | None = _opt(None, "detector", "another YuNet .onnx file for --detector yunet "
+                                      "(default: the one bundled with ferlab)", metavar="PATH")
     detect_scale: float = _opt(1.0, "detector", "run the detector on the frame shrunk by S (0.5 = ~2-3x faster "
                                "detection; faces below ~48 px are then missed)", type=float, metavar="S")
     max_detect_side: int | None = _opt(1920, "detector", "detect on a copy at most this many pixels on its longer "
@@ -70,7 +71,18 @@ class InferenceOptions:
     iou_threshold: float = _opt(0.3, "stream", "tracker: least box overlap (IoU) that continues a track",
                                 type=float, metavar="T")
     max_missed: int = _opt(15, "stream", "tracker: frames a face may go undetected before its track (and "
-                           "smoothing history) is dropped", type=int, metavar="N")
+                           "smoothing history) is dropped; a face back within them keeps its id", type=int,
+                           metavar="N")
+    confirm: int = _opt(3, "stream", "tracker: detections a new face needs (3 of 4 frames) before it gets an id and "
+                        "is shown, so a one-frame false face never appears (1 = at once, as the thesis)",
+                        type=int, metavar="N")
+    appearance_threshold: float = _opt(0.5, "stream", "tracker: least correlation of a face's 16x16 appearance "
+                                       "with its track's to continue it; a different face in the same place "
+                                       "gets a new id and fresh smoothing (0 = position only)",
+                                       type=float, metavar="C")
+    scene_cut: float = _opt(20.0, "stream", "mean grey-level change of a 32x18 thumbnail between frames that "
+                            "counts as a scene cut: every track ends, faces after it get new ids (0 = off)",
+                            type=float, metavar="D")
 
     def __post_init__(self) -> None:
         fix = {}
@@ -115,6 +127,12 @@ class InferenceOptions:
             raise bad("iou_threshold", "must be in (0, 1]")
         if self.max_missed < 0:
             raise bad("max_missed", "must be >= 0")
+        if self.confirm < 1:
+            raise bad("confirm", "must be >= 1")
+        if not 0 <= self.appearance_threshold < 1:
+            raise bad("appearance_threshold", "must be in [0, 1)")
+        if self.scene_cut < 0:
+            raise bad("scene_cut", "must be >= 0 (0 = off)")
 
     # -- views -------------------------------------------------------------------------
     @classmethod

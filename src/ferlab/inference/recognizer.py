@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FerlabError
-from ..preprocessing import make_batch
+from ..preprocessing import crop_face, faces_to_input, make_batch
 from .backends import Backend, OnnxBackend, make_backend, softmax
 from .detector import FaceDetector, make_detector
 from .model_info import ModelInfo
@@ -26,7 +26,7 @@ from .preprocess import clip_boxes, load_image, to_bgr, to_gray
 from .results import Face, FrameResult
 from .smoothing import make_smoother
 from .stream import FrameFilter, Sink, Stream
-from .tracker import IouTracker
+from .tracker import IouTracker, face_descriptor
 
 
 class Recognizer:
@@ -34,7 +34,7 @@ class Recognizer:
 
     ``options`` (:class:`~ferlab.inference.options.InferenceOptions`) are what it was built
     with; their ``stream`` part (smoothing, window, ema_alpha, detect_every, iou_threshold,
-    max_missed) are the defaults of :meth:`session`. ``info``
+    max_missed, confirm, appearance_threshold, scene_cut) are the defaults of :meth:`session`. ``info``
     (:class:`~ferlab.inference.model_info.ModelInfo`) says what the model is.
     """
 
@@ -61,7 +61,8 @@ class Recognizer:
         Keyword arguments are the fields of :class:`~ferlab.inference.options.InferenceOptions`
         (``backend``, ``device``, ``threads``, ``detector``, ``detector_model``,
         ``detect_scale``, ``max_detect_side``, ``smoothing``, ``window``, ``ema_alpha``,
-        ``detect_every``, ``iou_threshold``, ``max_missed``; ``model`` instead of the first
+        ``detect_every``, ``iou_threshold``, ``max_missed``, ``confirm``, ``appearance_threshold``,
+        ``scene_cut``; ``model`` instead of the first
         argument), on top of ``options`` when given, so ``from_pretrained(**opts)`` works.
         """
         split_options(kwargs, what="Recognizer option")
@@ -79,10 +80,18 @@ class Recognizer:
             info = ModelInfo.from_meta(spec, onnx.metadata, "onnx")
             return cls(onnx, det, class_names=info.class_names, mean=info.mean, std=info.std,
                        source=str(spec), info=info, options=opts)
-        from ..models.checkpoint import load_checkpoint
-        from ..models.hub import resolve_model
+        from ..models.hub import resolve_model, shipped_onnx
 
         weights = resolve_model(spec)
+        twin = shipped_onnx(weights)
+        if twin is not None and opts.backend in ("auto", "onnx") and str(opts.device).startswith("cpu"):
+            # a shipped model runs from its committed ONNX twin: no PyTorch needed (core install)
+            onnx = OnnxBackend(twin, threads=opts.threads)
+            info = ModelInfo.read(weights)
+            return cls(onnx, det, class_names=info.class_names, mean=info.mean, std=info.std,
+                       source=str(weights), info=info, options=opts)
+        from ..models.checkpoint import load_checkpoint
+
         ckpt = load_checkpoint(weights)
         be = make_backend(opts.backend, ckpt, weights, device=opts.device, threads=opts.threads)
         info = ModelInfo.from_meta(weights, ckpt.meta, "safetensors")
@@ -100,6 +109,12 @@ class Recognizer:
             return np.zeros((0, len(self.class_names)))
         logits = self.backend(make_batch(gray, boxes, self.mean, self.std))
         return softmax(logits)
+
+    def classify_crops(self, faces_u8: np.ndarray) -> np.ndarray:
+        """Probabilities (K, C) for K already-cropped (K, 48, 48) uint8 faces, in one batch."""
+        if not len(faces_u8):
+            return np.zeros((0, len(self.class_names)))
+        return softmax(self.backend(faces_to_input(faces_u8, self.mean, self.std)))
 
     def predict(self, image: np.ndarray | str | os.PathLike[str]) -> list[Face]:
         """Faces of one photo (path or array: BGR, gray, BGRA, 16-bit or float), left to right.
@@ -129,11 +144,45 @@ class Recognizer:
                       max_frames=max_frames, class_names=self.class_names, allow_empty=allow_empty)
 
 
+class SceneCutDetector:
+    """A cut from frame statistics: the mean absolute grey-level change between 32x18
+    thumbnails of consecutive frames. Within a shot (camera moves, people gesture) it stays
+    under 13 on the bundled clip; its three hard cuts give 26-30. A change of frame size
+    (a browser client switching camera) counts as a cut too."""
+
+    SIZE = (32, 18)
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = float(threshold)
+        self._prev: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._prev = None
+
+    def __call__(self, gray: np.ndarray) -> bool:
+        if self.threshold <= 0:
+            return False
+        import cv2
+
+        thumb = cv2.resize(gray, self.SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
+        prev, self._prev = self._prev, (thumb, gray.shape)  # type: ignore[assignment]
+        if prev is None:
+            return False
+        if prev[1] != gray.shape:  # type: ignore[index]
+            return True
+        return float(np.abs(thumb - prev[0]).mean()) > self.threshold  # type: ignore[index]
+
+
 class Session:
-    """Per-stream state: tracker, smoother, frame counter. Not shared between streams.
+    """Per-stream state: tracker, smoother, scene-cut detector, frame counter. Not shared
+    between streams.
 
     ``options``: an :class:`~ferlab.inference.options.InferenceOptions` (its stream part is
     used); keyword overrides on top (``Session(rec, window=4)``).
+
+    A new face is shown (and gets an id) once the tracker confirmed it (``confirm``
+    detections); its probabilities from before that still enter its smoothing window, which
+    counts frames (Eq. 26), so after a gap the window holds only what is recent.
     """
 
     def __init__(self, recognizer: Recognizer, options: InferenceOptions | None = None, **overrides: Any) -> None:
@@ -145,21 +194,27 @@ class Session:
         self.smoother = make_smoother(opts.smoothing, opts.window, opts.ema_alpha)
         # missed counts detection rounds, so scale it to keep the same wall-clock grace period
         self.tracker = IouTracker(iou_threshold=opts.iou_threshold,
-                                  max_missed=max(1, opts.max_missed // opts.detect_every))
+                                  max_missed=max(1, opts.max_missed // opts.detect_every),
+                                  confirm=opts.confirm, appearance_threshold=opts.appearance_threshold)
+        self.cuts = SceneCutDetector(opts.scene_cut)
         self.detect_every = opts.detect_every
         self.frame_index = 0
+        self._since_detect = 0
         self._t0: float | None = None
 
     def reset(self) -> None:
         self.tracker.reset()
         self.smoother.reset()
+        self.cuts.reset()
         self.frame_index = 0
+        self._since_detect = 0
         self._t0 = None
 
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> FrameResult:
-        """Detect (every ``detect_every`` frames; in between the last boxes are re-used),
-        classify all faces in one batch, update tracks and per-track smoothing.
-        ``timestamp``: seconds from stream start; default = wall-clock since the first call."""
+        """Detect (every ``detect_every`` frames and after a scene cut; in between the last
+        boxes are re-used), classify all faces in one batch, update tracks and per-track
+        smoothing. ``timestamp``: seconds from stream start; default = wall-clock since the
+        first call."""
         rec = self.recognizer
         if timestamp is None:
             now = time.monotonic()
@@ -168,26 +223,42 @@ class Session:
             timestamp = now - self._t0
         bgr = to_bgr(frame)
         gray = to_gray(bgr)
-        detect_now = self.frame_index % self.detect_every == 0
+        index = self.frame_index
+        if self.cuts(gray):
+            for tid in self.tracker.end_all():
+                self.smoother.forget(tid)
+            self._since_detect = 0
+        detect_now = self._since_detect % self.detect_every == 0
+        self._since_detect += 1
         if detect_now:
             boxes = rec.detect(bgr, gray)
-            ids, expired = self.tracker.update(boxes)
+            crops = np.stack([crop_face(gray, b) for b in boxes]) if len(boxes) else np.zeros((0, 48, 48), np.uint8)
+            descriptors = [face_descriptor(c) for c in crops] if self.tracker.appearance_threshold > 0 else None
+            ids, expired = self.tracker.update(boxes, descriptors)
             for tid in expired:
                 self.smoother.forget(tid)
+            tracks = self.tracker.last_tracks
+            probs = rec.classify_crops(crops)
         else:
-            ids, kept = [], []
+            tracks, kept = [], []
             for track in self.tracker.visible:  # held boxes; a client may change frame size
                 clipped = clip_boxes(np.round(track.box), gray.shape[1], gray.shape[0])
                 if len(clipped):
-                    ids.append(track.id)
+                    tracks.append(track)
                     kept.append(clipped[0])
             boxes = np.array(kept, np.int32).reshape(-1, 4)
-        probs = rec.classify(gray, boxes)
+            probs = rec.classify(gray, boxes)
         faces: list[Face] = []
-        for box, tid, p in zip(boxes, ids, probs):
-            smoothed = self.smoother.update(tid, p)
+        for box, track, p in zip(boxes, tracks, probs):
+            if track.id is None:  # tentative: remembered, not shown
+                track.pending.append((index, p))
+                continue
+            for f, q in track.pending:  # confirmed now: its earlier frames enter the window
+                self.smoother.update(track.id, q, frame=f)
+            track.pending.clear()
+            smoothed = self.smoother.update(track.id, p, frame=index)
             faces.append(Face(tuple(int(v) for v in box), p, rec.class_names,  # type: ignore[arg-type]
-                              track_id=int(tid), smoothed=smoothed))
-        result = FrameResult(self.frame_index, float(timestamp), faces, detected=detect_now)
+                              track_id=int(track.id), smoothed=smoothed))
+        result = FrameResult(index, float(timestamp), faces, detected=detect_now)
         self.frame_index += 1
         return result

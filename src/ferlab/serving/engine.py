@@ -2,7 +2,7 @@
 
 Inference (OpenCV + ONNX Runtime/PyTorch) blocks for tens of milliseconds, so it never runs
 on the event loop: it goes to a small thread pool, and videos to a pool of their own so one
-long video cannot take the threads live clients need. The Haar cascade is locked by the
+long video cannot take the threads live clients need. The face detector is locked by the
 detector itself, but the recognizer as a whole is not documented as thread-safe (PyTorch
 modules and the per-session trackers were not written for concurrent calls), so every call
 into it holds one lock. Serialising the model costs little on a CPU, where concurrent calls
