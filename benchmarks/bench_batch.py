@@ -58,14 +58,11 @@ def load() -> str:
 
 def make_video(path: Path, seconds: float) -> Path:
     """The bundled clip looped to ``seconds`` (frame rate and size kept)."""
-    cap = cv2.VideoCapture(str(CLIP))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
+    from ferlab.inference.capture import iter_frames, open_capture
+
+    cap, info = open_capture(CLIP)
+    fps = info.fps or 30.0
+    frames = [f for _, _, f in iter_frames(cap, info)]
     cap.release()
     n = int(round(seconds * fps))
     h, w = frames[0].shape[:2]

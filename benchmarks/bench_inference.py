@@ -230,14 +230,11 @@ def bench_detection_real(rows: list[dict[str, Any]]) -> None:
     from ferlab.inference.detector import make_detector
     from ferlab.inference.preprocess import load_image, to_gray
 
-    clip = REPO / "src" / "ferlab" / "assets" / "sample_clip.mp4"
-    cap = cv2.VideoCapture(str(clip))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
+    from ferlab.inference.capture import iter_frames, open_capture
+
+    cap, info = open_capture(REPO / "src" / "ferlab" / "assets" / "sample_clip.mp4")
+    frames = [f for _, _, f in iter_frames(cap, info)]
+    cap.release()
     photos = sorted((SHARED / "samples" / "photos").glob("*")) if (SHARED / "samples" / "photos").is_dir() else []
     images = [(p.name, load_image(p)) for p in photos]
     for name in ("haar", "yunet"):

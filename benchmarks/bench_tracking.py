@@ -140,15 +140,13 @@ def run_tracker(rec: Any, frames: list[np.ndarray], **session: Any) -> tuple[lis
 # -- clip 1: the bundled clip ---------------------------------------------------------------------
 
 def read_frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    return frames
+    from ferlab.inference.capture import iter_frames, open_capture
+
+    cap, info = open_capture(path)
+    try:
+        return [f for _, _, f in iter_frames(cap, info)]
+    finally:
+        cap.release()
 
 
 def performer_truth(frames: list[np.ndarray]) -> list[dict[int, np.ndarray]]:
