@@ -116,8 +116,8 @@ def test_only_selects_rows_by_number_or_name() -> None:
                        "exp13_head_256_128"]
     assert exp15 is False
     assert select(["exp14_batch_32", "15"]) == (["exp14_batch_32"], True)
-    with pytest.raises(FerlabError, match="no Experiment 16"):
-        select(["16"])
+    with pytest.raises(FerlabError, match="no Experiment 17"):  # 16: the training targets (issue 12)
+        select(["17"])
     with pytest.raises(FerlabError, match="neither"):
         select(["exp99"])
 
@@ -276,3 +276,29 @@ def test_run_task_trains_on_the_data_it_is_given(fer_data, tmp_path: Path) -> No
     res = run_task(task, data=fer_data)
     assert res["complete"] and res["train"]["epochs_run"] == 1 and res["metrics"]["val"]["n"] == 32
     assert ferlab.data.load_fer2013 is loader and vars(trainer) == engine  # nothing patched, nothing left behind
+
+
+def test_targets_rows_have_configs_and_a_table_of_their_own(tmp_path: Path) -> None:
+    """Exp. 16 (issue 12): one config per FER+ target, each Exp. 9 with only ``train.targets``
+    (and, for soft targets, eps 0) changed; their rows get the FER+ columns."""
+    deltas = {"exp16_targets_ferplus_majority": {"train.targets": "ferplus-majority"},
+              "exp16_targets_ferplus_soft": {"train.targets": "ferplus-soft", "train.label_smoothing": 0.0},
+              "exp16_targets_ferplus_smoothing": {"train.targets": "ferplus-smoothing"}}
+    for stem, delta in deltas.items():
+        assert _diff(cfg_of(FINAL), cfg_of(stem)) == delta
+    assert select(["16"]) == ([FINAL, *deltas], False)
+    _fake_result(tmp_path, "exp16_targets_ferplus_soft", 42, 0.61)
+    res_path = tmp_path / "exp16_targets_ferplus_soft" / "seed42" / "result.json"
+    res = json.loads(res_path.read_text())
+    res["metrics"]["test"] |= {"ferplus_acc": 0.8123, "nll_votes": 0.9, "ece_votes": 0.02, "auroc_unreadable": 0.75,
+                               "acc_at_80": 0.88}
+    res_path.write_text(json.dumps(res))
+    md_path, csv_path = write_tables(tmp_path)
+    md = md_path.read_text()
+    assert "## Exp. 16: training targets" in md
+    line = next(x for x in md.splitlines() if "exp16_targets_ferplus_soft" in x)
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert cells[4:] == ["61.0", "81.2", "0.900", "0.020", "0.750", "88.0"]
+    assert not any(x.startswith("| 16 |") for x in md.splitlines())  # not in the thesis table
+    row = next(r for r in csv.DictReader(csv_path.open()) if r["config"] == "exp16_targets_ferplus_soft")
+    assert float(row["test_ferplus_acc_mean"]) == pytest.approx(0.8123) and row["thesis_test_acc"] == ""

@@ -322,7 +322,7 @@ def test_every_selection_metric_selects(synthetic_csv: Path, tmp_path: Path, met
     from ferlab.config import SELECT_METRICS
     from ferlab.training.trainer import train
 
-    assert metric in SELECT_METRICS and len(SELECT_METRICS) == 3
+    assert metric in SELECT_METRICS and len(SELECT_METRICS) == 4  # val_ferplus_acc: tests/test_ferplus_training.py
     summary = train(_tiny_cfg(synthetic_csv, epochs=3, select_metric=metric), out=tmp_path / "run", device="cpu",
                     progress=False)
     hist = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

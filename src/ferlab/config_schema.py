@@ -13,16 +13,21 @@ import typing
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo,
+                      field_validator)
 
 from .constants import MEAN, STD
 
 Optimizer = Literal["adam", "adamw", "sgd"]
 Scheduler = Literal["cosine", "step", "none"]
-SelectMetric = Literal["val_acc", "val_balanced_acc", "val_loss"]
+SelectMetric = Literal["val_acc", "val_balanced_acc", "val_loss", "val_ferplus_acc"]
+# What the loss is trained towards (training/targets.py): FER2013's own label (the thesis), or
+# FER+'s ten votes per face (majority label, vote distribution, or vote-informed smoothing).
+Targets = Literal["fer2013", "ferplus-majority", "ferplus-soft", "ferplus-smoothing"]
 OPTIMIZERS: tuple[str, ...] = typing.get_args(Optimizer)
 SCHEDULERS: tuple[str, ...] = typing.get_args(Scheduler)
 SELECT_METRICS: tuple[str, ...] = typing.get_args(SelectMetric)
+TARGETS: tuple[str, ...] = typing.get_args(Targets)
 
 Pos = Annotated[float, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
@@ -115,8 +120,11 @@ class DataConfig(_Section):
     train_subset: PosInt | None = None  # stratified subset of the training split (smoke runs)
     val_subset: PosInt | None = None
     skip_bad: bool = False
+    # FER+ votes (folder or votes file); None = a ferplus/ folder beside the FER2013 data. Read
+    # only when train.targets or train.select_metric needs them.
+    ferplus: str | None = None
 
-    @field_validator("root", mode="before")
+    @field_validator("root", "ferplus", mode="before")
     @classmethod
     def _path_to_str(cls, v: Any) -> Any:
         return os.fspath(v) if isinstance(v, os.PathLike) else (None if v == "" else v)
@@ -138,6 +146,9 @@ class TrainConfig(_Section):
     freeze_epochs: NonNegInt = 5  # backbone frozen for the first N epochs (Exp. 4)
     early_stopping: NonNegInt | None = 10  # patience in epochs on the selection metric; 0 = off
     select_metric: SelectMetric = "val_acc"  # checkpoint selection on PublicTest, never test
+    # val_acc is FER2013-label accuracy whatever the targets; val_ferplus_acc is the accuracy
+    # against the FER+ majority over PublicTest faces that have a 7-class majority.
+    targets: Targets = "fer2013"  # see ferlab.training.targets
     grad_clip: NonNeg | None = 1.0  # max global L2 norm; 0 = off
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1  # Eq. 13-15
     class_weights: bool = True  # Eq. 1
@@ -149,6 +160,17 @@ class TrainConfig(_Section):
     channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False
     threads: PosInt | None = None  # torch CPU threads; None = torch default
+
+
+    @field_validator("label_smoothing")
+    @classmethod
+    def _soft_targets_are_their_own_smoothing(cls, v: float, info: ValidationInfo) -> float:
+        # The vote distribution already spreads the mass; smoothing it again would be a second,
+        # undocumented recipe, so the combination is refused instead of silently ignored.
+        if info.data.get("targets") == "ferplus-soft" and v > 0:
+            raise ValueError("train.targets=ferplus-soft trains on the vote distribution itself; "
+                             "set train.label_smoothing=0")
+        return v
 
 
 class AugmentConfig(_Section):

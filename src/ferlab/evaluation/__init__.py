@@ -6,7 +6,8 @@ from typing import Any
 
 # Loaded on first use (PEP 562), so building the ``ferlab`` parser (which imports this area's
 # cli module) needs no PyTorch: the core install lists every command and names the extra.
-_LAZY = {'compute_metrics': 'metrics', 'evaluate': 'run', 'predict_probs': 'predict', 'predict_logits': 'predict'}
+_LAZY = {'compute_metrics': 'metrics', 'evaluate': 'run', 'predict_probs': 'predict', 'predict_logits': 'predict',
+         'calibrate': 'run', 'calibrated_probs': 'uncertainty', 'fit_calibration': 'uncertainty'}
 
 
 def __getattr__(name: str) -> Any:

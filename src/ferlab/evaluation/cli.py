@@ -1,15 +1,29 @@
-"""``ferlab evaluate``."""
+"""``ferlab evaluate`` and ``ferlab calibrate``."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..data.fer2013 import SPLITS
+
+
+def _ferplus_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ferplus", help="FER+ votes folder or file (default: a ferplus/ folder beside the data, if any)")
+    g.add_argument("--no-ferplus", action="store_true", help="do not use FER+ votes even if they are beside the data")
+
+
+def _ferplus_choice(args: argparse.Namespace) -> Any:
+    return False if args.no_ferplus else args.ferplus
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="accuracy, per-class F1, confusion matrix and calibration of a model",
                        description="Evaluate a checkpoint on a FER2013 split: writes metrics.json (reproducible: "
-                                   "no timestamps), report.md, confusion_matrix.png and reliability.png.")
+                                   "no timestamps), report.md, confusion_matrix.png and reliability.png. With FER+ "
+                                   "votes (beside the data, or --ferplus) also metrics_ferplus.json: accuracy "
+                                   "against the FER+ majority, cross-entropy and ECE against the votes, and the "
+                                   "uncertainty measures (temperature and threshold fitted on PublicTest).")
     p.add_argument("--model", help="shipped model name, checkpoint file or run folder (default: best shipped)")
     p.add_argument("--data", help="FER2013 folder (train/, test/) or fer2013.csv; default $FERLAB_DATA")
     p.add_argument("--split", default="test", choices=[s for s in SPLITS if s != "train"],
@@ -18,7 +32,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default runs/eval-<model>-<split>)")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--device", default="auto", help="auto (default: cuda if available, else cpu), cpu or cuda[:N]")
+    _ferplus_args(p)
     p.set_defaults(func=run)
+
+    c = sub.add_parser("calibrate", help="fit a temperature and an 'uncertain' threshold on PublicTest",
+                       description="Fit temperature scaling and the 'uncertain' threshold of a checkpoint on "
+                                   "PublicTest (see ferlab.evaluation.uncertainty) and write them to a JSON file "
+                                   "(default: <checkpoint>.calibration.json beside the checkpoint).")
+    c.add_argument("--model", help="shipped model name, checkpoint file or run folder (default: best shipped)")
+    c.add_argument("--data", help="FER2013 folder (train/, test/) or fer2013.csv; default $FERLAB_DATA")
+    c.add_argument("--tta", choices=["flip"], help="calibrate the flip-TTA outputs")
+    c.add_argument("--out", help="JSON file to write (default <checkpoint>.calibration.json)")
+    c.add_argument("--batch-size", type=int, default=512)
+    c.add_argument("--device", default="auto")
+    _ferplus_args(c)
+    c.set_defaults(func=run_calibrate)
+
+
+def ferplus_summary(block: dict[str, Any]) -> str:
+    """Terminal lines for the FER+ block of ``ferlab evaluate``."""
+    u = block["uncertainty"]
+    raw, cal = block["raw"], block["calibrated"]
+    cov = u["accuracy_at_coverage"]
+    auroc = "-" if u["auroc_unreadable"] is None else f"{u['auroc_unreadable']:.4f}"
+    lines = [f"FER+ votes ({block['votes_file']}): {block['n_majority7']} faces with a 7-class majority",
+             f"{'FER+ majority accuracy':<34}{block['accuracy']:>8.4f}",
+             f"{'FER2013 accuracy, same faces':<34}{block['fer2013_accuracy_same_faces']:>8.4f}",
+             f"{'NLL vs votes (raw / T)':<34}{raw['nll_votes']:>8.4f} / {cal['nll_votes']:.4f}",
+             f"{'ECE vs votes (raw / T)':<34}{raw['ece_votes']:>8.4f} / {cal['ece_votes']:.4f}",
+             f"{'temperature (fitted on val)':<34}{cal['temperature']:>8.4f}",
+             f"{'AUROC, unreadable faces':<34}{auroc:>8}  ({u['n_unreadable']} of {u['n_scored']})",
+             f"{'accuracy at 80% / 90% coverage':<34}{cov['80%']['ferplus']:>8.4f} / {cov['90%']['ferplus']:.4f}",
+             f"{'flagged uncertain':<34}{u['flagged']:>8.4f}  (threshold {u['threshold']:.4f})"]
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,9 +75,25 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise FerlabError("--batch-size must be at least 1")
     result = evaluate(args.model, args.data, split=args.split, tta=args.tta == "flip", out=args.out,
-                      batch_size=args.batch_size, device=args.device)
+                      batch_size=args.batch_size, device=args.device, ferplus=_ferplus_choice(args))
     tta = " (flip TTA)" if args.tta else ""
     print(f"{result['model']['name']} on {args.split}{tta}: {result['n']} faces")
     print(summary_table(result))
-    print(f"\nwrote {result['out']}/{{metrics.json, report.md, confusion_matrix.png, reliability.png}}")
+    files = "metrics.json, report.md, confusion_matrix.png, reliability.png"
+    if "ferplus" in result:
+        print("\n" + ferplus_summary(result["ferplus"]))
+        files = "metrics.json, metrics_ferplus.json, report.md, confusion_matrix.png, reliability.png"
+    print(f"\nwrote {result['out']}/{{{files}}}")
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from .run import calibrate
+
+    cal = calibrate(args.model, args.data, tta=args.tta == "flip", out=args.out, batch_size=args.batch_size,
+                    device=args.device, ferplus=_ferplus_choice(args))
+    print(f"temperature {cal['temperature']:.4f} (fitted on PublicTest against {cal['fit_target']}), "
+          f"uncertain when {cal['score']} >= {cal['threshold']:.4f} ({cal['threshold_rule']}; "
+          f"{cal['fit_flagged']:.1%} of PublicTest flagged)")
+    print(f"wrote {cal['out']}")
     return 0

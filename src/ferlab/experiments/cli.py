@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "checkpoint on PublicTest, evaluate it on PrivateTest and all 7,178 test faces, "
                                     "and write OUT/results.md and OUT/results.csv beside the thesis's reported "
                                     "numbers. Finished runs are skipped, interrupted ones resumed.")
-    r.add_argument("--only", help="comma list of experiment numbers (1-15) and/or config names, e.g. 1,7,13 "
-                                  "or exp13_head_128 (default: all)")
+    r.add_argument("--only", help="comma list of experiment numbers (1-15; 16 = the FER+ training targets, not in "
+                                  "the thesis) and/or config names, e.g. 1,7,13 or exp13_head_128 (default: all)")
     r.add_argument("--epochs", type=int, help="override every config's epoch count (reduced mode)")
     r.add_argument("--subset", type=int, help="stratified training subset size (reduced mode)")
     r.add_argument("--val-subset", type=int, help="stratified PublicTest subset used for selection (reduced mode)")

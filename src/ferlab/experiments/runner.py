@@ -88,12 +88,13 @@ def select(only: list[str] | None) -> tuple[list[str], bool]:
                 continue
             rows = [r for r in ROWS if r.exp == n]
             if not rows:
-                raise FerlabError(f"--only: there is no Experiment {n} (1-15)")
+                raise FerlabError(f"--only: there is no Experiment {n} (1-{max(r.exp for r in ROWS)})")
             chosen |= {r.config for r in rows if r.config}
         elif item.removesuffix(".yaml") in all_configs:
             chosen.add(item.removesuffix(".yaml"))
         else:
-            raise FerlabError(f"--only: {item!r} is neither an experiment number (1-15) nor a config "
+            last = max(r.exp for r in ROWS)
+            raise FerlabError(f"--only: {item!r} is neither an experiment number (1-{last}) nor a config "
                               f"({', '.join(all_configs)})")
     return [c for c in all_configs if c in chosen], exp15
 
@@ -136,6 +137,7 @@ def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     c = copy.deepcopy(cfg)
     c.get("data", {}).pop("root", None)
     c.get("data", {}).pop("skip_bad", None)
+    c.get("data", {}).pop("ferplus", None)
     c.get("train", {}).pop("threads", None)
     c.get("train", {}).pop("device", None)
     return c
@@ -206,23 +208,48 @@ def _compact(m: dict[str, Any]) -> dict[str, Any]:
             "mean_conf_correct": cal.get("mean_confidence_correct"), "ece": cal.get("ece"), "nll": cal.get("nll")}
 
 
+def _compact_ferplus(block: dict[str, Any]) -> dict[str, Any]:
+    unc = block["uncertainty"]
+    return {"ferplus_n": block["n_majority7"], "ferplus_acc": block["accuracy"],
+            "nll_votes": block["raw"]["nll_votes"], "ece_votes": block["raw"]["ece_votes"],
+            "auroc_unreadable": unc["auroc_unreadable"], "acc_at_80": unc["accuracy_at_coverage"]["80%"]["ferplus"]}
+
+
 def evaluate_run(run_dir: Path, cfg: dict[str, Any], data: Any, device: str,
                  eval_subset: int | None) -> dict[str, dict[str, Any]]:
-    """The best-on-val checkpoint on val (the subset selection used), test and test-all."""
-    from ..evaluation import compute_metrics, predict_probs
-    from ..evaluation.metrics import round_floats
+    """The best-on-val checkpoint on val (the subset selection used), test and test-all.
+
+    Where FER+ votes are found (``data.ferplus`` or beside the data), val and test also get the
+    FER+ numbers of ``ferlab evaluate`` (temperature and threshold fitted on the val faces),
+    also written to ``metrics_<split>_ferplus.json``.
+    """
+    from ..data import split_votes
+    from ..evaluation.metrics import compute_metrics, round_floats
+    from ..evaluation.predict import predict_logits, probs_from_logits
+    from ..evaluation.run import find_votes
+    from ..evaluation.uncertainty import ferplus_metrics, fit_calibration
     from ..models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(run_dir / "best.safetensors", map_location=device)
+    votes = find_votes(data, cfg["data"].get("ferplus"))
     out: dict[str, dict[str, Any]] = {}
+    calib = None
     for split in ("val", "test", "test-all"):
         sp = data.split(split)
         # val: the faces selection saw; test splits: one fixed subset for every run (seed 0)
         sp = sp.subset(cfg["data"].get("val_subset"), cfg["seed"]) if split == "val" else sp.subset(eval_subset, 0)
-        probs = predict_probs(ckpt.model, sp.images, ckpt.mean, ckpt.std, batch_size=512, device=device)
+        logits = predict_logits(ckpt.model, sp.images, ckpt.mean, ckpt.std, batch_size=512, device=device)
+        probs = probs_from_logits(logits).cpu().numpy()
         full = round_floats(compute_metrics(sp.labels, probs, ckpt.class_names))
         write_json(run_dir / f"metrics_{split}.json", full)
         out[split] = _compact(full)
+        if votes is not None and split != "test-all":
+            sv = split_votes(sp, votes)
+            if calib is None:  # val comes first: the calibration is fitted on the selection faces
+                calib = fit_calibration(logits.cpu().numpy(), sp.labels, sv)
+            block = round_floats(ferplus_metrics(logits.cpu().numpy(), sp.labels, sv, calib))
+            write_json(run_dir / f"metrics_{split}_ferplus.json", block)
+            out[split] |= _compact_ferplus(block)
     return out
 
 

@@ -73,7 +73,13 @@ ROWS: tuple[Row, ...] = (
     Row(14, "batch 64 (= Exp. 9)", FINAL, {"test_acc": 69.5, "epochs": 32}),
     Row(14, "batch 128", "exp14_batch_128", {"test_acc": 68.9, "epochs": 28}),
     Row(14, "batch 256", "exp14_batch_256", {"test_acc": 67.2, "epochs": 24}),
+    # Exp. 16 is not in the thesis (issue 12): the training target, FER2013's label or FER+'s votes.
+    Row(16, "targets fer2013 (= Exp. 9)", FINAL),
+    Row(16, "targets ferplus-majority", "exp16_targets_ferplus_majority"),
+    Row(16, "targets ferplus-soft", "exp16_targets_ferplus_soft"),
+    Row(16, "targets ferplus-smoothing (vote-informed eps)", "exp16_targets_ferplus_smoothing"),
 )
+TARGETS_EXP = 16  # rows measured against FER+ as well (table section of their own)
 
 # Exp. 15 (Table 5): window N -> (latency ms at 30 fps, subjective stability rating 1-5).
 THESIS_EXP15: dict[int, tuple[int, str]] = {1: (33, "1 (very jittery)"), 5: (167, "3"),
@@ -83,6 +89,9 @@ EXP15_WINDOWS = tuple(THESIS_EXP15)
 # What we report per split; "test-all" (all 7,178 test faces) is what the thesis calls its test set.
 METRICS = ("accuracy", "macro_f1", "disgust_f1", "mean_conf_correct", "ece")
 SPLITS = ("val", "test", "test-all")
+# Against FER+'s votes (runner: only when votes are found), on val (selection) and test (reported).
+FERPLUS_METRICS = ("ferplus_acc", "nll_votes", "ece_votes", "auroc_unreadable", "acc_at_80")
+FERPLUS_SPLITS = ("val", "test")
 
 
 def configs_of(rows: tuple[Row, ...] = ROWS) -> list[str]:
@@ -126,6 +135,9 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for split in SPLITS:
         for m in METRICS:
             agg[f"{split}/{m}"] = _stats([r["metrics"].get(split, {}).get(m) for r in runs])
+    for split in FERPLUS_SPLITS:
+        for m in FERPLUS_METRICS:
+            agg[f"{split}/{m}"] = _stats([r["metrics"].get(split, {}).get(m) for r in runs])
     agg["best_epoch"] = _stats([r["train"]["best_epoch"] for r in runs])
     agg["epochs_run"] = _stats([r["train"]["epochs_run"] for r in runs])
     agg["train_seconds"] = _stats([r["train"]["train_seconds"] for r in runs])
@@ -161,6 +173,7 @@ def _duration(stat: tuple[float | None, float | None] | None) -> str:
 
 CSV_FIELDS = (["exp", "row", "config", "seeds", "n_seeds", "complete", "pretrained", "mode"]
               + [f"{s}_{m}_{k}" for s in SPLITS for m in METRICS for k in ("mean", "std")]
+              + [f"{s}_{m}_{k}" for s in FERPLUS_SPLITS for m in FERPLUS_METRICS for k in ("mean", "std")]
               + ["best_epoch_mean", "best_epoch_std", "epochs_run_mean", "train_seconds_mean", "train_seconds_std",
                  "thesis_test_acc", "thesis_disgust_f1", "thesis_macro_f1", "thesis_mean_conf_correct",
                  "thesis_epochs", "thesis_note"])
@@ -185,11 +198,11 @@ def _csv_line(item: dict[str, Any]) -> dict[str, Any]:
                             "seeds": " ".join(map(str, agg.get("seeds", []))), "n_seeds": len(agg.get("seeds", [])),
                             "complete": agg.get("complete", ""), "pretrained": " ".join(agg.get("pretrained", [])),
                             "mode": " | ".join(agg.get("mode", []))}
-    for s in SPLITS:
-        for m in METRICS:
-            mean, sd = agg.get(f"{s}/{m}", (None, None))
-            line[f"{s}_{m}_mean"] = "" if mean is None else round(mean, 6)
-            line[f"{s}_{m}_std"] = "" if sd is None else round(sd, 6)
+    pairs = [(s, m) for s in SPLITS for m in METRICS] + [(s, m) for s in FERPLUS_SPLITS for m in FERPLUS_METRICS]
+    for s, m in pairs:
+        mean, sd = agg.get(f"{s}/{m}", (None, None))
+        line[f"{s}_{m}_mean"] = "" if mean is None else round(mean, 6)
+        line[f"{s}_{m}_std"] = "" if sd is None else round(sd, 6)
     for key in ("best_epoch", "epochs_run", "train_seconds"):
         mean, sd = agg.get(key, (None, None))
         line[f"{key}_mean"] = "" if mean is None else round(mean, 3)
@@ -224,6 +237,34 @@ def _exp15_lines(out: Path) -> list[str]:
     return lines
 
 
+def _targets_lines(items: list[dict[str, Any]]) -> list[str]:
+    """Exp. 16: the training targets, measured against FER2013's labels and FER+'s votes."""
+    lines = ["", "## Exp. 16: training targets, FER2013 label vs FER+ votes (not in the thesis)", "",
+             "Same recipe as Exp. 9, only `train.targets` changes (`ferlab.training.targets`). Selected on "
+             "PublicTest (val acc = FER2013 labels), reported on PrivateTest (test): FER2013 acc over all faces; "
+             "FER+ acc against the FER+ majority over faces that have a 7-class one; NLL and ECE against the "
+             "vote distribution (raw softmax); AUROC of 1 - max temperature-scaled probability for faces FER+ "
+             "finds unreadable; acc@80% = FER+ accuracy of the 80% most confident faces "
+             "(`ferlab.evaluation.uncertainty`). Blank = not measured (FER+ columns need the votes).", "",
+             "| row | seeds | val acc % | val FER+ acc % | test acc % | test FER+ acc % | NLL vs votes | "
+             "ECE vs votes | AUROC unreadable | acc@80% (FER+) % |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for it in items:
+        r: Row = it["row"]
+        if r.exp != TARGETS_EXP:
+            continue
+        a = it["agg"] or {}
+        seeds = ",".join(map(str, a.get("seeds", [])))
+        if a and not a["complete"]:
+            seeds += " (partial)"
+        lines.append("| " + " | ".join([
+            f"{r.label} (`{r.config}`)", seeds, _fmt(a.get("val/accuracy"), 100), _fmt(a.get("val/ferplus_acc"), 100),
+            _fmt(a.get("test/accuracy"), 100), _fmt(a.get("test/ferplus_acc"), 100),
+            _fmt(a.get("test/nll_votes"), 1, 3), _fmt(a.get("test/ece_votes"), 1, 3),
+            _fmt(a.get("test/auroc_unreadable"), 1, 3), _fmt(a.get("test/acc_at_80"), 100)]) + " |")
+    return lines
+
+
 def write_tables(out: str | Path, rows: tuple[Row, ...] = ROWS) -> tuple[Path, Path]:
     """(Re)write ``OUT/results.md`` and ``OUT/results.csv`` from every finished run under OUT."""
     out = Path(out)
@@ -251,6 +292,8 @@ def write_tables(out: str | Path, rows: tuple[Row, ...] = ROWS) -> tuple[Path, P
            "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for it in items:
         r: Row = it["row"]
+        if r.exp == TARGETS_EXP:
+            continue
         a = it["agg"] or {}
         seeds = ",".join(map(str, a.get("seeds", [])))
         if a and not a["complete"]:
@@ -269,6 +312,7 @@ def write_tables(out: str | Path, rows: tuple[Row, ...] = ROWS) -> tuple[Path, P
     notes = [f"- Exp. {r.exp} ({r.label}): {r.thesis['note']}" for r in rows if r.thesis.get("note")]
     md += ["", "Thesis notes:", *notes]
     md += _exp15_lines(out)
+    md += _targets_lines(items)
     md_path = out / "results.md"
     write_text(md_path, "\n".join(md) + "\n")
     return md_path, csv_path

@@ -4,7 +4,10 @@ torchvision's references/classification/train.py ``main``), in a fixed order.
 The order matters for reproducibility: the global RNG is seeded right before the model is
 built, so the initial weights are a function of the seed alone, whatever was built before.
 The splits live on the device as uint8 (the whole of FER2013 is 80 MB) and batches are
-indexed and augmented there, so no DataLoader workers are needed.
+indexed and augmented there, so no DataLoader workers are needed. The training targets
+(:mod:`.targets`: an (N, C) distribution and a weight per face) are built once here, from FER+
+votes read once per run when ``train.targets`` or ``train.select_metric`` needs them, and go to
+the device with the labels.
 """
 from __future__ import annotations
 
@@ -16,11 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import FerData, FerSplit, resolve_data
+from ..data import FerData, FerPlusVotes, FerSplit, load_ferplus, resolve_data, split_votes
 from ..models.factory import create_from_config
 from .distributed import Dist
 from .factory import LrSchedule, create_criterion, create_optimizer, create_scheduler
 from .loss import WeightedLabelSmoothingCE
+from .targets import NEEDS_VOTES, Targets, build_targets, kept_split
 
 
 @dataclass
@@ -40,6 +44,11 @@ class Run:
     schedule: LrSchedule
     amp: bool
     channels_last: bool
+    q_train: torch.Tensor | None = None  # (N, C) float32 target distribution per training face
+    w_train: torch.Tensor | None = None  # (N,) float32 weight per training face (None = unweighted)
+    targets: Targets | None = None
+    val_loss_targets: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None  # (idx, q, w)
+    y_val_ferplus: torch.Tensor | None = None  # (N_val,) FER+ majority per val face, -1 = none
     _wrapped: tuple[bool, nn.Module] | None = field(default=None, repr=False)
     _replica: nn.Module | None = field(default=None, repr=False)
 
@@ -92,17 +101,44 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return n // batch_size if n >= batch_size else 1
 
 
-def build_run(cfg: dict[str, Any], dist: Dist, data: FerData | None = None) -> Run:
-    """Data, loss, model, optimizer and schedule for ``cfg`` on ``dist.device``."""
+def needs_votes(cfg: dict[str, Any]) -> bool:
+    t_cfg = cfg["train"]
+    return t_cfg["targets"] in NEEDS_VOTES or t_cfg["select_metric"] == "val_ferplus_acc"
+
+
+def build_run(cfg: dict[str, Any], dist: Dist, data: FerData | None = None,
+              votes: FerPlusVotes | None = None) -> Run:
+    """Data, targets, loss, model, optimizer and schedule for ``cfg`` on ``dist.device``.
+
+    ``votes``: FER+ votes already loaded for ``data`` (default: read with
+    :func:`ferlab.data.load_ferplus` from ``data.ferplus`` or beside the data, only if needed).
+    """
     t_cfg, d_cfg = cfg["train"], cfg["data"]
     dev = dist.device
     seed = int(cfg["seed"])
     fer = resolve_data(data if data is not None else d_cfg.get("root"), skip_bad=bool(d_cfg.get("skip_bad")))
     train_split = fer.split("train").subset(d_cfg.get("train_subset"), seed)
     val_split = fer.split("val").subset(d_cfg.get("val_subset"), seed)
-    x_train, y_train = _on_device(train_split, dev)
+    kind, eps = t_cfg["targets"], float(t_cfg["label_smoothing"])
+    train_votes = val_votes = None
+    if needs_votes(cfg):
+        votes = votes if votes is not None else load_ferplus(fer, d_cfg.get("ferplus"))
+        train_votes, val_votes = split_votes(train_split, votes), split_votes(val_split, votes)
+    targets = build_targets(kind, train_split, train_votes if kind != "fer2013" else None, eps)
+    train_split = kept_split(train_split, targets.keep)
+    x_train, _ = _on_device(train_split, dev)
+    y_train = torch.from_numpy(targets.labels).to(dev)
     x_val, y_val = _on_device(val_split, dev)
-    criterion = create_criterion(t_cfg, train_split.labels).to(dev)
+    criterion = create_criterion(t_cfg, train_split.labels, targets=targets).to(dev)
+    weights = None if criterion.weights is None else criterion.weights.cpu().numpy()
+    w_train = targets.sample_weights(weights)
+    val_loss_targets = None
+    if kind != "fer2013":  # val_loss: the training criterion against the val faces' targets of the same rule
+        vt = build_targets(kind, val_split, val_votes, eps)
+        vw = vt.sample_weights(weights)
+        val_loss_targets = (torch.from_numpy(np.flatnonzero(vt.keep)).to(dev), vt.probs.to(dev),
+                            None if vw is None else vw.to(dev))
+    y_val_ferplus = None if val_votes is None else torch.from_numpy(val_votes.majority()).to(dev)
 
     torch.manual_seed(seed)
     model = create_from_config(cfg["model"]).to(dev)
@@ -115,4 +151,6 @@ def build_run(cfg: dict[str, Any], dist: Dist, data: FerData | None = None) -> R
     return Run(cfg=cfg, dist=dist, train_split=train_split, val_split=val_split, x_train=x_train, y_train=y_train,
                x_val=x_val, y_val=y_val, criterion=criterion, model=model, forward=forward, optimizer=optimizer,
                schedule=schedule, amp=dev.type == "cuda" and t_cfg["amp"] in (True, "auto", "bf16"),
-               channels_last=channels_last)
+               channels_last=channels_last, q_train=targets.probs.to(dev),
+               w_train=None if w_train is None else w_train.to(dev), targets=targets,
+               val_loss_targets=val_loss_targets, y_val_ferplus=y_val_ferplus)

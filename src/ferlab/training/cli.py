@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="auto (default: cuda if available, else cpu) | cpu | cuda[:N]")
     p.add_argument("--pretrained", help="imagenet | none | PATH (shortcut for model.pretrained=...)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--ferplus", help="FER+ votes folder or file for train.targets=ferplus-* (default: a ferplus/ "
+                                     "folder beside the data); shortcut for data.ferplus=PATH")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable/wrong-size images, counting them")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -28,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.pretrained:
         overrides.append(f"model.pretrained={args.pretrained}")
+    if args.ferplus:
+        overrides.append(f"data.ferplus={args.ferplus}")
     cfg = make_config(args.config, overrides)
     cfg["data"]["root"] = resolve_root(args.data, default=cfg["data"]["root"])  # --data, $FERLAB_DATA, config
     if args.skip_bad:

@@ -51,15 +51,18 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
 def train_step(forward: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
                x_u8: torch.Tensor, y: torch.Tensor, *, augment: dict[str, Any], generator: torch.Generator,
                mean: float, std: float, amp: bool = False, channels_last: bool = False,
-               grad_clip: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+               grad_clip: float = 0.0, sample_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment on the [0, 1] scale (Eq. 21), normalise (Eq. 27), forward, Eq. 15 loss,
-    backward, clip, step. Returns (loss, logits), both detached."""
+    backward, clip, step. Returns (loss, logits), both detached.
+
+    ``y``: labels (Eq. 15 as written) or (B, C) target distributions with ``sample_weights``
+    (the form the trainer uses for every ``train.targets``; see :mod:`.targets`)."""
     x = standardise(augment_batch(to_unit(x_u8.unsqueeze(1)), augment, generator), mean, std)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         logits = forward(x)
-    loss = criterion(logits, y)
+    loss = criterion(logits, y) if sample_weights is None else criterion(logits, y, sample_weights)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
@@ -70,7 +73,8 @@ def train_step(forward: nn.Module, model: nn.Module, optimizer: torch.optim.Opti
 
 def train_one_epoch(run: Run, epoch: int, *, progress: bool = False) -> dict[str, Any]:
     """One pass over the training split in the (seed, epoch) order; loss/accuracy on the
-    augmented batches this rank saw, and the seconds it took."""
+    augmented batches this rank saw (accuracy against the hard label of the targets: FER2013's,
+    or the FER+ majority), and the seconds it took."""
     from tqdm.auto import tqdm
 
     cfg, dev, dist = run.cfg, run.device, run.dist
@@ -94,9 +98,11 @@ def train_one_epoch(run: Run, epoch: int, *, progress: bool = False) -> dict[str
         lr = run.schedule.apply(run.optimizer, epoch, step)
         idx = perm[step * bs:(step + 1) * bs][dist.rank * local_bs:(dist.rank + 1) * local_bs]
         y = run.y_train[idx]
-        loss, logits = train_step(forward, run.model, run.optimizer, run.criterion, run.x_train[idx], y,
+        target = y if run.q_train is None else run.q_train[idx]
+        weight = None if run.w_train is None else run.w_train[idx]
+        loss, logits = train_step(forward, run.model, run.optimizer, run.criterion, run.x_train[idx], target,
                                   augment=cfg["augment"], generator=g, mean=run.mean, std=run.std, amp=run.amp,
-                                  channels_last=run.channels_last, grad_clip=grad_clip)
+                                  channels_last=run.channels_last, grad_clip=grad_clip, sample_weights=weight)
         loss_sum += loss * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
@@ -109,12 +115,18 @@ def train_one_epoch(run: Run, epoch: int, *, progress: bool = False) -> dict[str
 
 def evaluate(model: nn.Module, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
              criterion: nn.Module, mean: float, std: float, *, batch_size: int = 512, amp: bool = False,
-             channels_last: bool = False) -> dict[str, float]:
+             channels_last: bool = False,
+             loss_targets: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
+             ferplus_labels: torch.Tensor | None = None) -> dict[str, float]:
     """Loss (the training criterion), accuracy and balanced accuracy of one split, no augmentation.
 
     The logits come from :func:`ferlab.evaluation.predict.predict_logits` and the predictions
     from the same float64 softmax as ``ferlab evaluate``, so with the defaults (fp32) the
     accuracy equals what ``ferlab evaluate`` reports for the saved checkpoint.
+    Accuracies are always against ``labels`` (FER2013's). ``loss_targets`` = (face indices,
+    targets, weights) computes the loss against the training rule's targets instead of the
+    labels; ``ferplus_labels`` (FER+ majority, -1 = none) adds ``ferplus_acc`` over the faces
+    that have one.
     """
     device = images.device if isinstance(images, torch.Tensor) else next(model.parameters()).device
     y = torch.as_tensor(labels, device=device)
@@ -124,5 +136,14 @@ def evaluate(model: nn.Module, images: torch.Tensor | np.ndarray, labels: torch.
     hit = pred == y
     recall = [float(hit[y == c].double().mean()) if bool((y == c).any()) else float("nan")
               for c in range(NUM_CLASSES)]
-    return {"loss": float(criterion(logits, y)), "acc": int(hit.sum()) / len(y),
-            "balanced_acc": float(np.nanmean(recall))}
+    if loss_targets is None:
+        loss = float(criterion(logits, y))
+    else:
+        idx, q, w = loss_targets
+        loss = float(criterion(logits[idx], q, w)) if len(idx) else float("nan")
+    out = {"loss": loss, "acc": int(hit.sum()) / len(y), "balanced_acc": float(np.nanmean(recall))}
+    if ferplus_labels is not None:
+        fl = torch.as_tensor(ferplus_labels, device=device)
+        has = fl >= 0
+        out["ferplus_acc"] = int((pred[has] == fl[has]).sum()) / max(int(has.sum()), 1)
+    return out

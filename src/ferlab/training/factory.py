@@ -18,6 +18,7 @@ from ..constants import NUM_CLASSES
 from ..errors import FerlabError
 from .loss import WeightedLabelSmoothingCE
 from .schedule import LR_KINDS, lr_at
+from .targets import Targets, target_class_weights
 
 Params = Iterable[nn.Parameter]
 
@@ -52,16 +53,21 @@ def create_optimizer(train_cfg: dict[str, Any], params: Params) -> torch.optim.O
     return OPTIMIZERS[name](train_cfg, list(params))
 
 
-def create_criterion(train_cfg: dict[str, Any], train_labels: np.ndarray | None = None) -> WeightedLabelSmoothingCE:
+def create_criterion(train_cfg: dict[str, Any], train_labels: np.ndarray | None = None, *,
+                     targets: Targets | None = None) -> WeightedLabelSmoothingCE:
     """Eq. (15): label smoothing ``train.label_smoothing``; with ``train.class_weights`` the
-    Eq. (1) weights of ``train_labels`` (the training split actually used)."""
+    Eq. (1) weights of ``train_labels`` (the training split actually used), or of ``targets``
+    (:func:`.targets.target_class_weights`: majority-label counts, summed vote shares, ...)."""
     from ..data import class_weights
 
     weights = None
     if train_cfg["class_weights"]:
-        if train_labels is None:
+        if targets is not None:
+            weights = torch.tensor(target_class_weights(targets))
+        elif train_labels is None:
             raise ValueError("class weights need the training labels")
-        weights = torch.tensor(class_weights(train_labels))
+        else:
+            weights = torch.tensor(class_weights(train_labels))
     return WeightedLabelSmoothingCE(NUM_CLASSES, float(train_cfg["label_smoothing"]), weights)
 
 

@@ -15,15 +15,20 @@ from .state import TrainState
 
 
 def checkpoint_meta(cfg: dict[str, Any], row: dict[str, Any], train_split: FerSplit,
-                    val_split: FerSplit) -> dict[str, Any]:
+                    val_split: FerSplit, val_ferplus: Any = None) -> dict[str, Any]:
     """Sidecar: what to rebuild the model from, its normalisation, and the val metrics it was
-    selected on (the same numbers ``ferlab evaluate --split val`` gives on these faces)."""
-    return {"model": cfg["model"] | {"pretrained": "none"}, "config": cfg, "epoch": row["epoch"],
+    selected on (the same numbers ``ferlab evaluate --split val`` gives on these faces).
+    ``val_ferplus``: the val faces' FER+ majorities (-1 = none) when the run loaded votes."""
+    meta = {"model": cfg["model"] | {"pretrained": "none"}, "config": cfg, "epoch": row["epoch"],
             "mean": cfg["data"]["mean"], "std": cfg["data"]["std"], "class_names": list(CLASS_NAMES),
             "metrics": {"val": {"accuracy": row["val_acc"], "loss": row["val_loss"],
                                 "balanced_accuracy": row["val_balanced_acc"], "split": "PublicTest",
                                 "n": len(val_split)}},
             "train_images": len(train_split)}
+    if "val_ferplus_acc" in row and val_ferplus is not None:
+        meta["metrics"]["val"] |= {"ferplus_accuracy": row["val_ferplus_acc"],
+                                   "ferplus_n": int((val_ferplus >= 0).sum())}
+    return meta
 
 
 def summarise(state: TrainState) -> dict[str, Any]:

@@ -67,17 +67,20 @@ def _epoch(run: Run, epoch: int, progress: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     tr = train_one_epoch(run, epoch, progress=progress)
     val = evaluate(run.eval_model(), run.x_val, run.y_val, run.criterion, run.mean, run.std,
-                   batch_size=int(run.cfg["train"]["eval_batch_size"]))
-    return {"epoch": epoch + 1, "lr": run.schedule.epoch_lr(epoch), "frozen": tr["frozen"],
-            "train_loss": tr["train_loss"], "train_acc": tr["train_acc"],
-            "val_loss": val["loss"], "val_acc": val["acc"], "val_balanced_acc": val["balanced_acc"],
-            "seconds": round(time.perf_counter() - t0, 2),
-            "train_images_per_s": round(tr["seen"] * run.dist.world / tr["seconds"], 1)}
+                   batch_size=int(run.cfg["train"]["eval_batch_size"]), loss_targets=run.val_loss_targets,
+                   ferplus_labels=run.y_val_ferplus)
+    row = {"epoch": epoch + 1, "lr": run.schedule.epoch_lr(epoch), "frozen": tr["frozen"],
+           "train_loss": tr["train_loss"], "train_acc": tr["train_acc"],
+           "val_loss": val["loss"], "val_acc": val["acc"], "val_balanced_acc": val["balanced_acc"]}
+    if "ferplus_acc" in val:  # only when FER+ votes were loaded: default runs log what they always did
+        row["val_ferplus_acc"] = val["ferplus_acc"]
+    return row | {"seconds": round(time.perf_counter() - t0, 2),
+                  "train_images_per_s": round(tr["seen"] * run.dist.world / tr["seconds"], 1)}
 
 
 def _save_epoch(run: Run, state: TrainState, row: dict[str, Any], improved: bool, cbs: CallbackList) -> None:
     """best (if improved), last, resume state, logs: in this order, each written atomically."""
-    meta = checkpoint_meta(run.cfg, row, run.train_split, run.val_split)
+    meta = checkpoint_meta(run.cfg, row, run.train_split, run.val_split, run.y_val_ferplus)
     for kind in (["best"] if improved else []) + ["last"]:
         path = state.out_dir / f"{kind}.safetensors"
         save_checkpoint(path, run.model, meta)
@@ -92,6 +95,11 @@ def _say_start(run: Run) -> None:
     if freeze > 0 and str(cfg["model"].get("pretrained") or "none") == "none":
         print(f"warning: freezing a randomly initialised backbone for {freeze} epoch(s) only trains the "
               "head on random features; pass freeze_epochs=0 when training from scratch")
+    t = run.targets
+    if t is not None and t.kind != "fer2013":
+        print(f"targets {t.kind}: {int(t.keep.sum()):,} training faces" + (
+            f", {t.dropped:,} dropped (no 7-class FER+ {'majority' if t.kind == 'ferplus-majority' else 'votes'})"
+            if t.dropped else ""))
     weights = run.criterion.weights
     if weights is not None:
         print("class weights (Eq. 1): " + ", ".join(f"{c}={float(w):.2f}" for c, w in zip(CLASS_NAMES, weights)))
