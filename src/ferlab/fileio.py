@@ -4,6 +4,7 @@ folder and then renamed over the target (rename is atomic on POSIX and Windows).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -56,3 +57,13 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Content hash of a file, read in 1 MiB blocks: names weights in metrics.json and
+    manifests by what they are, not by a path that differs between machines."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

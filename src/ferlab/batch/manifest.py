@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FerlabError
-from ..fileio import write_text
+from ..fileio import sha256_file, write_text
 from .inputs import BatchInput
 
 STATE_DIR = ".ferlab-batch"
@@ -38,12 +38,6 @@ MANIFEST_COLUMNS = ["input", "status", "error", "frames", "faces", "tracks", "se
 _NOT_SETTINGS = {"threads"}
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_identity(spec: str | None) -> str:
@@ -51,10 +45,10 @@ def model_identity(spec: str | None) -> str:
     the spec itself when the driver cannot read the file (it may exist on the cluster only)."""
     if spec is not None and str(spec).lower().endswith(".onnx"):
         path = Path(spec)
-        return _file_digest(path) if path.is_file() else f"spec:{spec}"
+        return sha256_file(path) if path.is_file() else f"spec:{spec}"
     from ..models.hub import resolve_model
 
-    return _file_digest(resolve_model(spec))  # a model that is not there fails here, before Ray starts
+    return sha256_file(resolve_model(spec))  # a model that is not there fails here, before Ray starts
 
 
 def settings_hash(options: dict[str, Any], max_frames: int | None) -> str:
@@ -65,7 +59,7 @@ def settings_hash(options: dict[str, Any], max_frames: int | None) -> str:
         opts["detector"] = repr(type(opts["detector"]))
     if opts.get("detector_model"):
         with contextlib.suppress(OSError):
-            opts["detector_model"] = _file_digest(Path(opts["detector_model"]))
+            opts["detector_model"] = sha256_file(Path(opts["detector_model"]))
     blob = json.dumps({"options": opts, "max_frames": max_frames}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FerlabError
-from ..fileio import write_json, write_text
+from ..fileio import sha256_file, write_json, write_text
 from .metrics import compute_metrics, round_floats
 from .predict import predict_logits, probs_from_logits
 
@@ -46,12 +46,6 @@ def model_label(spec: str | Path | None, path: Path) -> str:
     return path.stem
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
@@ -117,7 +111,7 @@ def evaluate(model: str | Path | None = None, data: Any = None, *, split: str = 
     probs = probs_from_logits(logits).cpu().numpy()
     label = model_label(model, wpath)
     result: dict[str, Any] = {
-        "model": {"name": label, "arch": ckpt.meta.get("model", {}).get("name"), "sha256": _sha256(wpath)},
+        "model": {"name": label, "arch": ckpt.meta.get("model", {}).get("name"), "sha256": sha256_file(wpath)},
         "data": {"split": split, "n": len(sp), "sha1": data_fingerprint(sp.images, sp.labels)},
         "tta": "flip" if tta else None,
         "normalisation": {"mean": ckpt.mean, "std": ckpt.std},
@@ -177,7 +171,7 @@ def calibrate(model: Any = None, data: Any = None, *, tta: bool = False, out: An
     logits = predict_logits(ckpt.model, val.images, ckpt.mean, ckpt.std, batch_size=batch_size, tta=tta,
                             device=device).cpu().numpy()
     cal = fit_calibration(logits, val.labels, None if votes is None else split_votes(val, votes))
-    result = {"model": {"sha256": _sha256(wpath)},
+    result = {"model": {"sha256": sha256_file(wpath)},
               "data": {"split": "val", "n": len(val), "sha1": data_fingerprint(val.images, val.labels)},
               "tta": "flip" if tta else None, **round_floats(cal)}
     if write:
