@@ -12,7 +12,9 @@ Nothing here imports Ray until a batch is run.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from .._lazy import lazy_exports
+
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inputs import BatchInput, expand_inputs
@@ -21,12 +23,4 @@ if TYPE_CHECKING:  # pragma: no cover
 _LAZY = {"run_batch": "runner", "BatchResult": "runner", "BatchInput": "inputs", "expand_inputs": "inputs"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

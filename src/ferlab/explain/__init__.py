@@ -1,18 +1,12 @@
 """Grad-CAM (thesis section 4.11) and the per-class attention study of section 8."""
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
+
 
 # Loaded on first use (PEP 562), so building the ``ferlab`` parser (which imports this area's
 # cli module) needs no PyTorch: the core install lists every command and names the extra.
 _LAZY = {'GradCAM': 'gradcam', 'gradcam_maps': 'gradcam', 'gradcam': 'images', 'gradcam_study': 'study'}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

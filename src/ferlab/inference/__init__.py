@@ -10,7 +10,9 @@ server do not pay for OpenCV/torch/onnxruntime until something is actually run.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from .._lazy import lazy_exports
+
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from .export import export_onnx
@@ -37,12 +39,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

@@ -77,19 +77,14 @@ class Recognizer:
             if opts.backend == "torch":
                 raise FerlabError(f"{spec} is an ONNX file: use backend onnx or auto")
             onnx = OnnxBackend(Path(spec), threads=opts.threads)
-            info = ModelInfo.from_meta(spec, onnx.metadata, "onnx")
-            return cls(onnx, det, class_names=info.class_names, mean=info.mean, std=info.std,
-                       source=str(spec), info=info, options=opts)
+            return cls._with_info(onnx, det, ModelInfo.from_meta(spec, onnx.metadata, "onnx"), spec, opts)
         from ..models.hub import resolve_model, shipped_onnx
 
         weights = resolve_model(spec)
         twin = shipped_onnx(weights)
         if twin is not None and opts.backend in ("auto", "onnx") and str(opts.device).startswith("cpu"):
             # a shipped model runs from its committed ONNX twin: no PyTorch needed (core install)
-            onnx = OnnxBackend(twin, threads=opts.threads)
-            info = ModelInfo.read(weights)
-            return cls(onnx, det, class_names=info.class_names, mean=info.mean, std=info.std,
-                       source=str(weights), info=info, options=opts)
+            return cls._with_info(OnnxBackend(twin, threads=opts.threads), det, ModelInfo.read(weights), weights, opts)
         from ..models.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(weights)
@@ -97,6 +92,12 @@ class Recognizer:
         info = ModelInfo.from_meta(weights, ckpt.meta, "safetensors")
         return cls(be, det, class_names=ckpt.class_names, mean=ckpt.mean, std=ckpt.std,
                    source=str(weights), info=info, options=opts)
+
+    @classmethod
+    def _with_info(cls, backend: Backend, detector: FaceDetector, info: ModelInfo, source: Any,
+                   opts: InferenceOptions) -> Recognizer:
+        return cls(backend, detector, class_names=info.class_names, mean=info.mean, std=info.std,
+                   source=str(source), info=info, options=opts)
 
     # -- stateless steps -------------------------------------------------------------------
     def detect(self, bgr: np.ndarray, gray: np.ndarray) -> np.ndarray:
