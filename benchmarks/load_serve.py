@@ -98,16 +98,25 @@ def start_server(model: str, max_clients: int, extra: list[str]) -> tuple[subpro
         proc.kill()
         raise SystemExit(f"server did not start: {line}{proc.stderr.read()}")  # type: ignore[union-attr]
     url = line.split()[2].rstrip("/")
-    deadline = time.monotonic() + 120
+    try:
+        wait_healthy(url, proc, 120)
+    except RuntimeError as exc:
+        proc.kill()
+        raise SystemExit(str(exc)) from None
+    return proc, url
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[str], timeout: float) -> None:
+    """Return once ``/api/health`` of a starting ``ferlab serve`` says ok (RuntimeError if not)."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(f"{url}/api/health", timeout=5) as r:
                 if json.load(r)["status"] == "ok":
-                    return proc, url
+                    return
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise SystemExit("server did not answer /api/health") from None
+                raise RuntimeError("server did not answer /api/health") from None
             time.sleep(0.2)
 
 

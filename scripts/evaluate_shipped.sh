@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Measure every shipped model on every reported split with `ferlab evaluate` and write the
-# numbers into its sidecar (scripts/ship_model.py --metrics-only), then regenerate the docs.
-# Usage: scripts/evaluate_shipped.sh [DATA]   (default ../shared/data/fer2013)
+# numbers into its sidecar (scripts/ship_model.py --metrics-only) with the calibration that the
+# inference outputs' `uncertain` flag uses (`ferlab calibrate`, PublicTest), then regenerate the docs.
+# Usage: scripts/evaluate_shipped.sh [DATA [NAME...]]   (default ../shared/data/fer2013, every shipped model)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/fer2013}
 PY=${PYTHON:-.venv/bin/python}
-for name in $($PY -c "from ferlab.models.hub import shipped_models; print(' '.join(m.name for m in shipped_models()))"); do
+NAMES=("${@:2}")
+[ ${#NAMES[@]} -gt 0 ] || read -r -a NAMES <<< "$($PY -c "from ferlab.models.hub import shipped_models; print(' '.join(m.name for m in shipped_models()))")"
+for name in "${NAMES[@]}"; do
   evals=()
   for spec in val: test: test-tta:flip test-all: test-all-tta:flip; do
     key=${spec%%:*}; tta=${spec#*:}; split=${key%-tta}
@@ -14,6 +17,8 @@ for name in $($PY -c "from ferlab.models.hub import shipped_models; print(' '.jo
     $PY -m ferlab evaluate --model "$name" --data "$DATA" --split "$split" ${tta:+--tta $tta} --out "$out" >/dev/null
     evals+=(--eval "$key=$out")
   done
-  $PY scripts/ship_model.py --name "$name" --metrics-only "${evals[@]}"
+  cal=runs/shipped-eval/$name.calibration.json
+  $PY -m ferlab calibrate --model "$name" --data "$DATA" --out "$cal" >/dev/null
+  $PY scripts/ship_model.py --name "$name" --metrics-only "${evals[@]}" --calibration "$cal"
 done
 $PY scripts/render_docs.py

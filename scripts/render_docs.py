@@ -43,6 +43,11 @@ def metric(m: ShippedModel, split: str, key: str = "accuracy") -> float | None:
     return None if value is None else float(value)
 
 
+def ferplus(m: ShippedModel, key: str, split: str = "test") -> float | None:
+    value = m.meta.get("metrics", {}).get(split, {}).get("ferplus", {}).get(key)
+    return None if value is None else float(value)
+
+
 def ms_per_face(text: str) -> dict[tuple[str, int], float]:
     """(model name, batch) -> ms per face, ONNX Runtime fp32, from the benchmark's output."""
     return {(g["model"], int(g["batch"])): float(g["ms"]) for g in BENCH_LINE.finditer(text)}
@@ -83,18 +88,28 @@ def _speed(m: ShippedModel, bench: dict[tuple[str, int], float]) -> str:
     return f"{b1:.2f} (batch 1), {b4:.2f} (batch 4)" if b4 is not None else f"{b1:.2f} (batch 1)"
 
 
+def _calibration(m: ShippedModel) -> str:
+    cal = m.meta.get("calibration")
+    if not isinstance(cal, dict):
+        return "— (no calibration: `uncertain` is null)"
+    return (f"T = {cal['temperature']:.3f}, uncertain when 1 - max p >= {cal['threshold']:.3f}; "
+            f"{pct(ferplus(m, 'flagged'))}")
+
+
 # -- blocks ------------------------------------------------------------------------------------
 
 def readme_results(models: list[ShippedModel], default: str, bench: dict[tuple[str, int], float]) -> str:
     rows = ["| model | PublicTest (val) | **PrivateTest** | PrivateTest + flip TTA | all 7,178 | "
-            "all 7,178 + flip TTA | macro-F1 (Private) | ECE (Private) | ms/face, ONNX Runtime fp32, batch 1 |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "all 7,178 + flip TTA | macro-F1 (Private) | ECE (Private) | FER+ majority acc (Private) | "
+            "AUROC unreadable (Private) | ms/face, ONNX Runtime fp32, batch 1 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in models:
         star = " (default)" if m.name == default else ""
         b1 = bench.get((m.name, 1))
         rows.append(f"| `{m.name}`{star} | {pct(metric(m, 'val'))} | **{pct(metric(m, 'test'))}** | "
                     f"{pct(metric(m, 'test-tta'))} | {pct(metric(m, 'test-all'))} | {pct(metric(m, 'test-all-tta'))} | "
                     f"{num(metric(m, 'test', 'macro_f1'))} | {num(metric(m, 'test', 'ece'))} | "
+                    f"{pct(ferplus(m, 'accuracy'))} | {num(ferplus(m, 'auroc_unreadable'))} | "
                     f"{'—' if b1 is None else f'{b1:.2f}'} |")
     rows.append("")
     rows.append("How each was trained (from its sidecar's notes):")
@@ -129,6 +144,17 @@ def card_summary(models: list[ShippedModel], default: str, bench: dict[tuple[str
                                            for m in models])
     row("All 7,178: macro-F1, ECE", [f"{num(metric(m, 'test-all', 'macro_f1'))}, {num(metric(m, 'test-all', 'ece'))}"
                                      for m in models])
+    row("PrivateTest **FER+ majority accuracy** (faces with a 7-class majority)",
+        [f"**{pct(ferplus(m, 'accuracy'))}** (n = {num(ferplus(m, 'n_majority7'), 0)}; FER2013 labels on the same "
+         f"faces {pct(ferplus(m, 'fer2013_accuracy_same_faces'))})" for m in models])
+    row("PrivateTest cross-entropy / ECE against the vote distribution (raw; temperature-scaled)",
+        [f"{num(ferplus(m, 'nll_votes'))} / {num(ferplus(m, 'ece_votes'))}; {num(ferplus(m, 'nll_votes_calibrated'))} "
+         f"/ {num(ferplus(m, 'ece_votes_calibrated'))}" for m in models])
+    row("PrivateTest AUROC of the uncertainty for unreadable faces", [num(ferplus(m, "auroc_unreadable")) for m in models])
+    row("PrivateTest FER+ accuracy at 80% / 90% coverage",
+        [f"{pct(ferplus(m, 'accuracy_at_80'))} / {pct(ferplus(m, 'accuracy_at_90'))}" for m in models])
+    row("`uncertain` flag: temperature, threshold (fitted on PublicTest); PrivateTest share flagged",
+        [_calibration(m) for m in models])
     row("ms per face, ONNX Runtime fp32 (benchmarks/results-cpu.md)", [_speed(m, bench) for m in models])
     rows.append("")
     rows.append("Per-class F1 on PrivateTest:")

@@ -4,7 +4,8 @@
     .venv/bin/python scripts/ship_model.py --checkpoint runs/fernet/best.safetensors --name fernet \
         --eval val=runs/eval-fernet-val --eval test=runs/eval-fernet-test \
         --eval test-all=runs/eval-fernet-test-all --eval test-tta=runs/eval-fernet-test-tta [--half]
-    .venv/bin/python scripts/ship_model.py --name fernet --metrics-only --eval val=DIR ...
+    .venv/bin/python scripts/ship_model.py --name fernet --metrics-only --eval val=DIR ... \
+        [--calibration runs/shipped-eval/fernet.calibration.json]
 
 Validation metrics start from the checkpoint's own sidecar (measured during training on
 PublicTest, with the same prediction code as ``ferlab evaluate``); every ``--eval KEY=DIR``
@@ -30,9 +31,25 @@ from ferlab.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E
 from ferlab.models.hub import PRETRAINED_DIR  # noqa: E402
 
 
-def summarise(m: dict) -> dict:
+def ferplus_summary(block: dict) -> dict:
+    """The FER+ numbers of ``ferlab evaluate``'s metrics_ferplus.json that the docs show."""
+    unc, raw, cal = block["uncertainty"], block["raw"], block["calibrated"]
+    cov = unc.get("accuracy_at_coverage", {})
+    return {"accuracy": block["accuracy"], "n_majority7": block["n_majority7"],
+            "fer2013_accuracy_same_faces": block["fer2013_accuracy_same_faces"],
+            "nll_votes": raw["nll_votes"], "ece_votes": raw["ece_votes"],
+            "nll_votes_calibrated": cal["nll_votes"], "ece_votes_calibrated": cal["ece_votes"],
+            "auroc_unreadable": unc.get("auroc_unreadable"), "flagged": unc.get("flagged"),
+            "accuracy_at_80": cov.get("80%", {}).get("ferplus"), "accuracy_at_90": cov.get("90%", {}).get("ferplus")}
+
+
+def summarise(m: dict, folder: Path | None = None) -> dict:
     cal = m.get("calibration", {})
-    return {"accuracy": m["accuracy"], "macro_f1": m["macro_avg"]["f1"], "weighted_f1": m["weighted_avg"]["f1"],
+    extra = {}
+    fp = None if folder is None else folder / "metrics_ferplus.json"
+    if fp is not None and fp.is_file():
+        extra["ferplus"] = ferplus_summary(json.loads(fp.read_text())["ferplus"])
+    return {**extra, "accuracy": m["accuracy"], "macro_f1": m["macro_avg"]["f1"], "weighted_f1": m["weighted_avg"]["f1"],
             "per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()}, "n": m["n"], "tta": m.get("tta"),
             "ece": cal.get("ece"), "nll": cal.get("nll"),
             "mean_confidence_correct": cal.get("mean_confidence_correct"),
@@ -47,6 +64,9 @@ def main() -> int:
     ap.add_argument("--half", action="store_true", help="store weights as float16")
     ap.add_argument("--note", action="append", default=[], help="provenance notes kept in the JSON")
     ap.add_argument("--metrics-only", action="store_true", help="update the shipped NAME.json only")
+    ap.add_argument("--calibration", metavar="FILE",
+                    help="`ferlab calibrate` output for these weights: temperature and 'uncertain' threshold "
+                         "fitted on PublicTest, kept in the sidecar for the inference outputs")
     args = ap.parse_args()
     target = PRETRAINED_DIR / f"{args.name}.safetensors"
     if args.metrics_only == bool(args.checkpoint):
@@ -59,8 +79,14 @@ def main() -> int:
         measured = json.loads((Path(folder) / "metrics.json").read_text())
         if args.metrics_only and measured["model"]["sha256"] != hashlib.sha256(target.read_bytes()).hexdigest():
             ap.error(f"{folder} evaluated other weights than {target}")
-        metrics[key] = {**(metrics.get(key, {}) if key == "val" else {}), **summarise(measured)}
+        metrics[key] = {**(metrics.get(key, {}) if key == "val" else {}), **summarise(measured, Path(folder))}
     meta["metrics"] = metrics
+    if args.calibration:
+        cal = json.loads(Path(args.calibration).read_text())
+        weights = target if args.metrics_only else Path(args.checkpoint)
+        if cal["model"]["sha256"] != hashlib.sha256(weights.read_bytes()).hexdigest():
+            ap.error(f"{args.calibration} was fitted for other weights than {weights}")
+        meta["calibration"] = {k: v for k, v in cal.items() if k != "out"}
     meta["notes"] = list(meta.get("notes", [])) + args.note
     if args.metrics_only:
         write_json(target.with_suffix(".json"), meta)

@@ -181,6 +181,24 @@ def test_smoothing_metrics_trade_flips_for_lag() -> None:
     assert rows[1]["flips"] == int((raw[1:] != raw[:-1]).sum())
 
 
+def test_lag_is_measured_from_the_onset_of_the_run_followed() -> None:
+    """Class 0 for 40 frames, then class 3 with a one-frame flicker back to 0 at frame 52: the
+    shown label follows the run that began at frame 40 whatever N, so a longer window never
+    lags less (the latest-raw-switch rule gave N=20 a lag from frame 53 instead)."""
+    from ferlab.experiments.exp15 import run_onset
+
+    labels = [0] * 40 + [3] * 12 + [0] + [3] * 47
+    probs = [np.eye(7)[c] * 0.9 + 0.1 / 7 for c in labels]
+    rows = {r["window"]: r for r in smoothing_metrics(probs, fps=30.0)}
+    assert run_onset(np.array(labels), 3, 0, 60) == 40 and run_onset(np.array(labels), 3, 45, 60) == 45
+    assert rows[10]["lag_frames"] == 5.0 and rows[20]["lag_frames"] == 10.0  # ceil(N/2) frames after the onset
+    assert rows[20]["lag_frames"] >= rows[10]["lag_frames"] >= rows[5]["lag_frames"] >= rows[1]["lag_frames"]
+    # frames not observed (a gap) leave the window: frame indices, not observation counts
+    gap = smoothing_metrics(probs[:40] + probs[40:], fps=30.0, windows=(10,),
+                            frames=list(range(40)) + list(range(100, 160)))
+    assert gap[0]["lag_frames"] == 0.0  # the window only holds class 3 after the 60-frame gap
+
+
 # ----------------------------------------------------------------------------- the runner on real data
 
 def test_reduced_suite_runs_resumes_and_tabulates(fer_root: Path, tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def test_video_outputs_match_frames(clip: Path, tiny_checkpoint: Path, tmp_path:
     ids = {f["track_id"] for r in records for f in r["faces"]}
     assert ids == {1, 2}  # two people, two stable ids
     face = records[5]["faces"][0]
-    assert set(face) == {"box", "track_id", "label", "confidence", "probs", "smoothed"}
+    assert set(face) == {"box", "track_id", "label", "confidence", "probs", "smoothed", "uncertain", "uncertainty"}
     assert {"frame", "time", "track_id", "x", "y", "w", "h", "label", "p_happy", "s_happy"} <= set(rows[0])
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == N_FRAMES and cap.read()[0]

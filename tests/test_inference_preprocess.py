@@ -212,3 +212,57 @@ def test_yunet_detector(samples_dir: Path) -> None:
     img = load_image(samples_dir / "photos" / "obama_partial_face.jpg")  # face cut by the border
     boxes = clip_boxes(det.detect(img, to_gray(img)), img.shape[1], img.shape[0])
     assert len(boxes) == 1 and boxes[0][0] == 0  # clipped at the left edge, still classified
+
+
+def _real_frames(samples_dir: Path) -> list[np.ndarray]:
+    from ferlab.inference.detector import BUNDLED_YUNET
+
+    cap = cv2.VideoCapture(str(BUNDLED_YUNET.parent / "sample_clip.mp4"))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    photos = [cv2.imread(str(p)) for p in sorted((samples_dir / "photos").iterdir()) if p.suffix.lower() in (".jpg", ".png")]
+    return frames[::10] + [p for p in photos if p is not None]
+
+
+def test_yunet_onnxruntime_engine_finds_what_opencv_finds(samples_dir: Path) -> None:
+    """The ONNX Runtime engine (the default) re-implements FaceDetectorYN's pre- and
+    post-processing; on the bundled clip and every sample photo it must return OpenCV's
+    faces: same count, boxes, landmarks and scores to a thousandth of a pixel."""
+    from ferlab.inference.detector import YuNetDetector
+
+    ort_det, cv_det = YuNetDetector(engine="onnxruntime"), YuNetDetector(engine="opencv")
+    assert ort_det.engine == "onnxruntime" and cv_det.engine == "opencv"
+    assert YuNetDetector().engine == "onnxruntime"
+    frames = _real_frames(samples_dir)
+    assert len(frames) > 30
+    total = 0
+    for frame in frames:
+        a, b = ort_det.detect_faces(frame), cv_det.detect_faces(frame)
+        assert len(a) == len(b), frame.shape
+        a, b = a[np.lexsort(a[:, :2].T)], b[np.lexsort(b[:, :2].T)]
+        np.testing.assert_allclose(a, b, atol=1e-3)
+        np.testing.assert_array_equal(ort_det.detect(frame, None), cv_det.detect(frame, None))  # type: ignore[arg-type]
+        total += len(a)
+    assert total > 30  # the comparison saw faces, not only empty frames
+
+
+def test_yunet_onnxruntime_engine_refuses_other_onnx_models(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from ferlab.inference.detector import YuNetDetector
+
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["out"])], "not-yunet",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, None, None])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, None, None])])
+    path = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(FerlabError, match="not a YuNet model"):
+        YuNetDetector(path, engine="onnxruntime")
+    with pytest.raises(FerlabError, match="unknown YuNet engine"):
+        YuNetDetector(engine="tensorrt")

@@ -11,7 +11,7 @@ from ferlab.errors import FerlabError
 from ferlab.inference import Face, FrameResult, Recognizer, annotate
 from ferlab.inference.preprocess import load_image
 
-FACE_KEYS = {"box", "track_id", "label", "confidence", "probs", "smoothed"}
+FACE_KEYS = {"box", "track_id", "label", "confidence", "probs", "smoothed", "uncertain", "uncertainty"}
 
 
 @pytest.fixture(scope="module")
@@ -252,3 +252,35 @@ def test_scene_cut_gives_new_ids_and_fresh_smoothing(rec: Recognizer, face_img: 
     for f in frames[:5]:
         off.process(f)
     assert {f.track_id for f in off.process(other[5]).faces} <= {1, 2}  # no cut detection: old ids
+
+
+def test_uncertain_flag_follows_the_shipped_calibration(samples_dir: Path, tiny_checkpoint: Path) -> None:
+    """Shipped models carry a temperature and threshold fitted on PublicTest; every face then
+    says how uncertain it is, with the same number ``ferlab evaluate`` scores (softmax(z/T)),
+    and is drawn as "uncertain" when flagged. A model without a calibration reports null."""
+    from ferlab.evaluation.uncertainty import calibrated_probs
+    from ferlab.inference.recognizer import Calibration
+
+    rec = Recognizer.from_pretrained("fernet")
+    cal = rec.calibration
+    assert cal is not None and cal.temperature > 0 and 0 < cal.threshold < 1
+    assert cal == Calibration.from_meta(rec.info.meta)
+    faces = rec.predict(samples_dir / "photos" / "obama_and_biden.jpg")
+    assert faces and all(isinstance(f.uncertain, bool) for f in faces)
+    for f in faces:
+        logits = np.log(f.probs)[None]  # logits up to a constant: softmax(z / T) is the same
+        u = 1 - calibrated_probs(logits, cal.temperature).max()
+        assert f.uncertainty == pytest.approx(u, abs=1e-9)
+        assert f.uncertain == (u >= cal.threshold)
+        assert f.to_dict()["uncertain"] is f.uncertain
+    # the overlay names a flagged face "uncertain" (and keeps its top class)
+    face = Face((10, 10, 80, 80), np.array([0.3, 0.05, 0.05, 0.3, 0.2, 0.05, 0.05]), rec.class_names)
+    cal.judge(face)
+    assert face.uncertain is True
+    frame = np.zeros((200, 300, 3), np.uint8)
+    plain = Face(face.box, face.probs, face.class_names)
+    assert not np.array_equal(annotate(frame, [face]), annotate(frame, [plain]))
+    uncal = Recognizer.from_pretrained(tiny_checkpoint, backend="torch")
+    assert uncal.calibration is None
+    assert all(f.uncertain is None and f.to_dict()["uncertainty"] is None
+               for f in uncal.predict(samples_dir / "photos" / "obama.jpg"))

@@ -53,7 +53,7 @@ def small_jpeg(samples_dir: Path) -> bytes:
 
 
 def _check_face(face: dict[str, Any], width: int, height: int, tracked: bool) -> None:
-    assert list(face) == ["box", "track_id", "label", "confidence", "probs", "smoothed"]
+    assert list(face) == ["box", "track_id", "label", "confidence", "probs", "smoothed", "uncertain", "uncertainty"]
     x, y, w, h = face["box"]
     assert x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= width and y + h <= height
     assert list(face["probs"]) == list(CLASS_NAMES)

@@ -137,6 +137,36 @@ def test_warmup_ramps_linearly_within_the_first_epoch() -> None:
     assert lr_at(cfg, 0, 0, 10) == pytest.approx(1e-4)
     assert lr_at(cfg, 0, 9, 10) == pytest.approx(1e-3)
     assert lr_at(cfg, 1, 0, 10) == pytest.approx(1e-3)
+    half = make_config(overrides=["train.warmup_epochs=0.5", "train.scheduler=none", "train.lr=1e-3"])
+    assert lr_at(half, 0) == pytest.approx(1e-3)  # the per-epoch value never reads above the peak
+    assert max(lr_at(half, 0, s, 7) for s in range(7)) == pytest.approx(1e-3)
+
+
+def test_init_from_starts_from_a_trained_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """train.init_from loads a ferlab checkpoint's weights into the new run's model (the FER+
+    models are the shipped fernet fine-tuned); a different architecture or normalisation is
+    refused with the key that differs."""
+    from ferlab.models import load_checkpoint
+    from ferlab.training.build import init_weights
+
+    from ferlab.errors import FerlabError
+    from ferlab.models.factory import create_from_config
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    cfg = make_config()
+    cfg["model"] = {**ckpt.meta["model"], "pretrained": "none"}
+    cfg["data"]["mean"], cfg["data"]["std"] = ckpt.mean, ckpt.std
+
+    torch.manual_seed(123)
+    model = create_from_config(cfg["model"])
+    init_weights(model, cfg, str(tiny_checkpoint))
+    for k, v in ckpt.model.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    other = {**cfg, "data": {**cfg["data"], "mean": ckpt.mean + 0.1}}
+    with pytest.raises(FerlabError, match="data.mean"):
+        init_weights(create_from_config(cfg["model"]), other, str(tiny_checkpoint))
+    with pytest.raises(FerlabError, match="not found"):
+        init_weights(model, cfg, str(tmp_path / "missing.safetensors"))
 
 
 # ----------------------------------------------------------------------------- augmentation (Table 6, Eq. 21)

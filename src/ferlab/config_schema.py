@@ -160,6 +160,9 @@ class TrainConfig(_Section):
     channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False
     threads: PosInt | None = None  # torch CPU threads; None = torch default
+    # Start from a trained ferlab checkpoint (shipped name, .safetensors or run folder) of the
+    # same architecture instead of random/ImageNet weights: fine-tuning on other targets (FER+).
+    init_from: str | None = None
 
 
     @field_validator("label_smoothing")

@@ -77,6 +77,13 @@ def fit_temperature(logits: np.ndarray, target: np.ndarray) -> float:
     return float(math.exp(res.x))
 
 
+def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(z / T) from p = softmax(z): p^(1/T) renormalised (the same numbers, for code
+    that has probabilities, not logits: the inference backends return probabilities)."""
+    logp = np.log(np.maximum(np.asarray(probs, dtype=np.float64), np.finfo(np.float64).tiny)) / float(temperature)
+    return _softmax(logp)
+
+
 def uncertainty_score(probs: np.ndarray) -> np.ndarray:
     """u = 1 - max calibrated probability (higher = less sure)."""
     return 1.0 - np.asarray(probs).max(axis=1)

@@ -223,9 +223,12 @@ def _exp15_lines(out: Path) -> list[str]:
                        f"`{FINAL}` from this suite, `--exp15-model PATH`, or a shipped model)."]
     res = json.loads(path.read_text())
     lines = head + [f"Video `{res['video']}` ({res['frames']} frames at {res['fps']:.2f} fps, face found on "
-                    f"{res['frames_with_face']}), model `{res['model']}`, Haar detector, per-track window (Eq. 26). "
-                    "Flips/s: changes of the shown label per second of the main track; lag: median frames from a raw "
-                    "label switch to the shown label following it. The thesis rated stability by eye (1-5).", "",
+                    f"{res['frames_with_face']}), model `{res['model']}`, {res.get('detector', 'haar')} detector, per-track "
+                    f"window over frames (Eq. 26), main track {res.get('main_track_frames', '?')} frames. "
+                    "Flips/s: changes of the shown label per second of the main track; lag: median frames from "
+                    + ("the onset of the raw run the shown label follows to the shown switch"
+                       if res.get("lag_rule") else "a raw label switch to the shown label following it")
+                    + ". The thesis rated stability by eye (1-5).", "",
                     "| N | label flips/s (ours) | lag, frames (ours) | lag, ms (ours) | thesis latency, ms | "
                     "thesis stability |", "|---:|---:|---:|---:|---:|---|"]
     for w in res["windows"]:

@@ -129,15 +129,29 @@ class Capture:
     def __init__(self, cap: cv2.VideoCapture, info: SourceInfo) -> None:
         self.cap = cap
         self.info = info
+        self._readers: list[Any] = []
 
     @classmethod
     def open(cls, source: str | int | os.PathLike[str]) -> Capture:
         return cls(*open_capture(source))
 
-    def frames(self, max_frames: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
-        return iter_frames(self.cap, self.info, max_frames=max_frames)
+    def frames(self, max_frames: int | None = None, *,
+               read_ahead: int = 4) -> Iterator[tuple[int, float, np.ndarray]]:
+        """The frames; a file is decoded ``read_ahead`` frames ahead on a thread (0 = inline),
+        a live source never is (see :mod:`.background`)."""
+        frames = iter_frames(self.cap, self.info, max_frames=max_frames)
+        if self.info.live or read_ahead <= 0:
+            return frames
+        from .background import ReadAhead
+
+        reader = ReadAhead(frames, depth=read_ahead)
+        self._readers.append(reader)
+        return iter(reader)
 
     def release(self) -> None:
+        for reader in self._readers:  # no thread may still be reading what is released
+            reader.close()
+        self._readers.clear()
         self.cap.release()
 
     def __enter__(self) -> Capture:

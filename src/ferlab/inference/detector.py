@@ -94,7 +94,8 @@ class YuNetDetector:
     name = "yunet"
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, score_threshold: float = 0.8,
-                 nms_threshold: float = 0.3, top_k: int = 5000, square: bool = True) -> None:
+                 nms_threshold: float = 0.3, top_k: int = 5000, square: bool = True,
+                 engine: str = "auto", threads: int | None = None) -> None:
         path = Path(model_path) if model_path else BUNDLED_YUNET
         if not path.is_file():
             if model_path:
@@ -102,25 +103,44 @@ class YuNetDetector:
             raise FerlabError(f"the bundled YuNet face detector is missing ({path}); reinstall ferlab, "
                               "give --detector-model PATH to a face_detection_yunet_*.onnx file, "
                               "or use --detector haar")
-        try:
-            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), float(score_threshold),
-                                                  float(nms_threshold), int(top_k))
-        except cv2.error as exc:
-            raise FerlabError(f"YuNet model {path} could not be loaded: {str(exc).strip().splitlines()[-1]}") from None
+        if engine not in YUNET_ENGINES:
+            raise FerlabError(f"unknown YuNet engine {engine!r}; choose {', '.join(YUNET_ENGINES)}")
         self.square = square
+        self.score_threshold, self.nms_threshold, self.top_k = float(score_threshold), float(nms_threshold), int(top_k)
+        self._net: _OrtYuNet | cv2.FaceDetectorYN
+        if engine in ("auto", "onnxruntime") and _has_onnxruntime():
+            self._net = _OrtYuNet(path, self.score_threshold, self.nms_threshold, self.top_k, threads)
+            self.engine = "onnxruntime"
+        elif engine == "onnxruntime":
+            raise FerlabError("YuNet engine onnxruntime needs onnxruntime (pip install onnxruntime)")
+        else:
+            try:
+                self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.score_threshold,
+                                                      self.nms_threshold, self.top_k)
+            except cv2.error as exc:
+                raise FerlabError(f"YuNet model {path} could not be loaded: "
+                                  f"{str(exc).strip().splitlines()[-1]}") from None
+            self.engine = "opencv"
         self._size: tuple[int, int] | None = None
         self._lock = threading.Lock()  # setInputSize + detect must not interleave
 
-    def detect(self, bgr: np.ndarray, gray: np.ndarray) -> np.ndarray:
+    def detect_faces(self, bgr: np.ndarray) -> np.ndarray:
+        """YuNet's raw (K, 15) rows: x, y, w, h, five (x, y) landmarks, score (OpenCV's layout)."""
         if bgr.ndim == 2:
             bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+        if isinstance(self._net, _OrtYuNet):
+            return self._net.detect(bgr)
         h, w = bgr.shape[:2]
         with self._lock:
             if self._size != (w, h):
                 self._net.setInputSize((w, h))
                 self._size = (w, h)
             _, faces = self._net.detect(bgr)
-        if faces is None or not len(faces):
+        return np.zeros((0, 15), np.float32) if faces is None else faces
+
+    def detect(self, bgr: np.ndarray, gray: np.ndarray) -> np.ndarray:
+        faces = self.detect_faces(bgr)
+        if not len(faces):
             return _empty()
         x, y, bw, bh = (faces[:, i] for i in range(4))
         if self.square:
@@ -128,6 +148,76 @@ class YuNetDetector:
             x, y = x + (bw - side) / 2, y + (bh - side) / 2
             bw = bh = side
         return np.round(np.stack([x, y, bw, bh], axis=1)).astype(np.int32)
+
+
+YUNET_ENGINES = ("auto", "onnxruntime", "opencv")
+YUNET_STRIDES = (8, 16, 32)
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:  # pragma: no cover - onnxruntime is a core dependency
+        return False
+    return True
+
+
+class _OrtYuNet:
+    """YuNet run by ONNX Runtime instead of OpenCV's DNN module: the same network and the same
+    decoding as OpenCV's ``FaceDetectorYN`` (frame padded to a multiple of 32, raw BGR pixels,
+    score = sqrt(cls * obj), boxes and landmarks decoded per stride-8/16/32 cell, NMS by
+    ``cv2.dnn.NMSBoxes``), at about a third of the CPU time on a 640x480 frame
+    (benchmarks/results-cpu.md). tests/test_detector.py checks it finds the same boxes as
+    OpenCV on real footage. ORT sessions may be called from several threads at once."""
+
+    def __init__(self, path: Path, score_threshold: float, nms_threshold: float, top_k: int,
+                 threads: int | None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        # no busy-waiting between calls: the classifier runs on the same cores right after
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            raise FerlabError(f"YuNet model {path} could not be loaded: {str(exc).splitlines()[0]}") from None
+        self.input_name = self.session.get_inputs()[0].name
+        names = [o.name for o in self.session.get_outputs()]
+        wanted = [f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in YUNET_STRIDES]
+        if sorted(names) != sorted(wanted):
+            raise FerlabError(f"{path} is not a YuNet model with outputs {', '.join(wanted)}")
+        self.output_names = wanted
+        self.score_threshold, self.nms_threshold, self.top_k = score_threshold, nms_threshold, top_k
+
+    def detect(self, bgr: np.ndarray) -> np.ndarray:
+        h, w = bgr.shape[:2]
+        ph, pw = (h - 1) // 32 * 32 + 32, (w - 1) // 32 * 32 + 32
+        padded = cv2.copyMakeBorder(bgr, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0) if (ph, pw) != (h, w) else bgr
+        blob = cv2.dnn.blobFromImage(padded)  # (1, 3, ph, pw) float32, BGR, unscaled: what FaceDetectorYN feeds
+        outs = dict(zip(self.output_names, self.session.run(self.output_names, {self.input_name: blob})))
+        rows = []
+        for s in YUNET_STRIDES:
+            cols = pw // s
+            score = np.sqrt(np.clip(outs[f"cls_{s}"].reshape(-1), 0, 1) * np.clip(outs[f"obj_{s}"].reshape(-1), 0, 1))
+            idx = np.flatnonzero(score >= self.score_threshold)
+            if not len(idx):
+                continue
+            r, c = np.divmod(idx, cols)
+            cell = np.stack([c, r], axis=1).astype(np.float32)  # (k, 2) as (x, y)
+            bb = outs[f"bbox_{s}"].reshape(-1, 4)[idx]
+            centre = (cell + bb[:, :2]) * s
+            size = np.exp(bb[:, 2:]) * s
+            kps = (outs[f"kps_{s}"].reshape(-1, 5, 2)[idx] + cell[:, None, :]) * s
+            rows.append(np.concatenate([centre - size / 2, size, kps.reshape(-1, 10), score[idx, None]], axis=1))
+        if not rows:
+            return np.zeros((0, 15), np.float32)
+        faces = np.concatenate(rows).astype(np.float32)
+        # OpenCV runs NMS on integer rectangles and returns the float rows it keeps
+        keep = cv2.dnn.NMSBoxes(faces[:, :4].astype(np.int32).tolist(), faces[:, 14].tolist(),
+                                self.score_threshold, self.nms_threshold, top_k=self.top_k)
+        return faces[np.asarray(keep, np.int64).reshape(-1)]
 
 
 class ScaledDetector:
@@ -170,9 +260,12 @@ class ScaledDetector:
         if s >= 1:
             return inner.detect(bgr, gray)
         size = (max(1, int(round(gray.shape[1] * s))), max(1, int(round(gray.shape[0] * s))))
-        small_gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-        # Haar never looks at colour: skip resizing the BGR frame for it
-        small_bgr = small_gray if isinstance(inner, HaarDetector) else cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        # Haar never looks at colour and YuNet never at the gray copy: resize only what is used
+        if isinstance(inner, HaarDetector):
+            small_gray = small_bgr = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        else:
+            small_bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            small_gray = small_bgr if isinstance(inner, YuNetDetector) else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         boxes = inner.detect(small_bgr, small_gray)
         if not len(boxes):
             return boxes

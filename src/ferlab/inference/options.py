@@ -55,6 +55,9 @@ class InferenceOptions:
                          choices=DETECTORS)
     detector_model: str | None = _opt(None, "detector", "another YuNet .onnx file for --detector yunet "
                                       "(default: the one bundled with ferlab)", metavar="PATH")
+    detect_threshold: float = _opt(0.8, "detector", "YuNet's face score threshold (0.8, OpenCV's default; lower "
+                                   "finds more faces and more false ones: benchmarks/bench_fidelity.py)",
+                                   type=float, metavar="T")
     detect_scale: float = _opt(1.0, "detector", "run the detector on the frame shrunk by S (0.5 = ~2-3x faster "
                                "detection; faces below ~48 px are then missed)", type=float, metavar="S")
     max_detect_side: int | None = _opt(1920, "detector", "detect on a copy at most this many pixels on its longer "
@@ -113,6 +116,8 @@ class InferenceOptions:
             raise FerlabError(f"unknown smoothing {self.smoothing!r}; choose one of {', '.join(SMOOTHING_MODES)}")
         if self.threads is not None and self.threads < 0:
             raise bad("threads", "must be >= 1 (or 0 for all cores)")
+        if not 0 < self.detect_threshold < 1:
+            raise bad("detect_threshold", "must be in (0, 1)")
         if not 0 < self.detect_scale <= 1:
             raise bad("detect_scale", "must be in (0, 1]")
         if self.max_detect_side is not None and self.max_detect_side < 1:

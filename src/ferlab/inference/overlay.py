@@ -1,5 +1,6 @@
 """Drawing results on frames: box, track id, smoothed label + confidence, the whole
-distribution as bars (Algorithm 1, line 15) and the frame rate.
+distribution as bars (Algorithm 1, line 15) and the frame rate. A face flagged ``uncertain``
+gets a grey box and the label "uncertain (happy 41%)", its bars unchanged.
 
 Sizes are derived from the frame so the same code is legible on a 640x360 webcam frame and on
 a 1080p video: every length is multiplied by ``u`` (1.0 at 720p). Only OpenCV primitives are
@@ -21,6 +22,7 @@ CLASS_COLORS: dict[str, tuple[int, int, int]] = {
     "angry": (40, 40, 230), "disgust": (60, 160, 60), "fear": (160, 60, 160), "happy": (0, 200, 255),
     "neutral": (200, 200, 200), "sad": (220, 120, 30), "surprise": (0, 140, 255),
 }
+UNCERTAIN_COLOR = (128, 128, 128)  # a face the model cannot read (see Calibration)
 _FALLBACK = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0), (204, 121, 167)]
 
 
@@ -115,9 +117,12 @@ def annotate(frame: np.ndarray, frame_result: FrameResult | Sequence[Face], fps:
         x, y, bw, bh = (int(v) for v in face.box)
         names = list(face.class_names)
         color = color_of(face.label, names.index(face.label) if face.label in names else 0)
-        cv2.rectangle(img, (x, y), (x + bw, y + bh), color, thick)
         tag = f"#{face.track_id} " if face.track_id is not None else ""
         text = f"{tag}{face.label} {face.confidence * 100:.0f}%"
+        if face.uncertain:  # drawn as such: grey, "uncertain", the top class still named
+            color = UNCERTAIN_COLOR
+            text = f"{tag}uncertain ({face.label} {face.confidence * 100:.0f}%)"
+        cv2.rectangle(img, (x, y), (x + bw, y + bh), color, thick)
         (tw, th), base = cv2.getTextSize(text, FONT, fs, thick)
         ty = y - base - 3 if y - th - base - 6 >= 0 else y + th + 3  # inside the box at the top edge
         tx = int(np.clip(x, 2, max(2, w - tw - 2)))

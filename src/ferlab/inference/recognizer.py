@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,40 @@ from .results import Face, FrameResult
 from .smoothing import make_smoother
 from .stream import FrameFilter, Sink, Stream
 from .tracker import IouTracker, face_descriptor
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A model's temperature T and ``uncertain`` threshold, both fitted on PublicTest by
+    :func:`ferlab.evaluation.run.calibrate` and kept in the shipped sidecar (``calibration``).
+
+    A face's uncertainty is 1 - max softmax(z / T) of the distribution shown for it: the raw
+    per-frame probabilities for a photo (exactly what was fitted), the smoothed window for a
+    tracked face (the temperature applied to the window's mean, a close approximation; the
+    window itself is over raw probabilities, as Eq. 26 defines it). The face is ``uncertain``
+    when that reaches the threshold; its label and whole distribution are still reported.
+    """
+
+    temperature: float
+    threshold: float
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> Calibration | None:
+        cal = meta.get("calibration")
+        if not isinstance(cal, dict):
+            return None
+        try:
+            t, thr = float(cal["temperature"]), float(cal["threshold"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return cls(t, thr) if t > 0 else None
+
+    def judge(self, face: Face) -> Face:
+        from ..evaluation.uncertainty import temper
+
+        u = 1.0 - float(temper(face.display_probs[None], self.temperature).max())
+        face.uncertainty, face.uncertain = u, bool(u >= self.threshold)
+        return face
 
 
 class Recognizer:
@@ -51,6 +86,7 @@ class Recognizer:
         self.options = (options or InferenceOptions()).replace(**stream_options)
         self.info = info or ModelInfo.from_meta(source, {"class_names": self.class_names, "mean": self.mean,
                                                          "std": self.std}, "?")
+        self.calibration = Calibration.from_meta(self.info.meta)
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | os.PathLike[str] | None = None, *,
@@ -59,7 +95,7 @@ class Recognizer:
         ``.onnx`` file; ``None`` = the default shipped model (:func:`ferlab.models.hub.resolve_model`).
 
         Keyword arguments are the fields of :class:`~ferlab.inference.options.InferenceOptions`
-        (``backend``, ``device``, ``threads``, ``detector``, ``detector_model``,
+        (``backend``, ``device``, ``threads``, ``detector``, ``detector_model``, ``detect_threshold``,
         ``detect_scale``, ``max_detect_side``, ``smoothing``, ``window``, ``ema_alpha``,
         ``detect_every``, ``iou_threshold``, ``max_missed``, ``confirm``, ``appearance_threshold``,
         ``scene_cut``; ``model`` instead of the first
@@ -71,7 +107,8 @@ class Recognizer:
             if opts.model is not None and str(opts.model) != str(path_or_name):
                 raise FerlabError(f"two models given: {path_or_name} and model={opts.model}")
             opts = opts.replace(model=path_or_name)
-        det = make_detector(opts.detector, opts.detector_model, scale=opts.detect_scale, max_side=opts.max_detect_side)
+        det = make_detector(opts.detector, opts.detector_model, scale=opts.detect_scale, max_side=opts.max_detect_side,
+                            **({"score_threshold": opts.detect_threshold} if opts.detector == "yunet" else {}))
         spec = opts.model
         if spec is not None and str(spec).lower().endswith(".onnx"):
             if opts.backend == "torch":
@@ -128,7 +165,11 @@ class Recognizer:
         if len(boxes):
             boxes = boxes[np.lexsort((boxes[:, 1], boxes[:, 0]))]
         probs = self.classify(gray, boxes)
-        return [Face(tuple(int(v) for v in b), p, self.class_names) for b, p in zip(boxes, probs)]  # type: ignore[arg-type]
+        return [self._judged(Face(tuple(int(v) for v in b), p, self.class_names))  # type: ignore[arg-type]
+                for b, p in zip(boxes, probs)]
+
+    def _judged(self, face: Face) -> Face:
+        return face if self.calibration is None else self.calibration.judge(face)
 
     # -- streams ---------------------------------------------------------------------------
     def session(self, **overrides: Any) -> Session:
@@ -136,13 +177,15 @@ class Recognizer:
         return Session(self, options=self.options.replace(**overrides))
 
     def stream(self, source: Any, *, max_frames: int | None = None, sinks: Iterable[Sink] = (),
-               frame_filter: FrameFilter | None = None, allow_empty: bool = True, **overrides: Any) -> Stream:
+               frame_filter: FrameFilter | None = None, allow_empty: bool = True, read_ahead: int = 4,
+               **overrides: Any) -> Stream:
         """Per-frame results for anything ``cv2.VideoCapture`` opens (file, camera index, RTSP),
         in a new session. Iterate it, or ``.run()`` it for a summary; ``sinks``
         (:mod:`ferlab.inference.sinks`) receive every frame. Frames are read one at a time,
         so memory does not grow with the length."""
         return Stream(self.session(**overrides), source, sinks=sinks, frame_filter=frame_filter,
-                      max_frames=max_frames, class_names=self.class_names, allow_empty=allow_empty)
+                      max_frames=max_frames, class_names=self.class_names, allow_empty=allow_empty,
+                      read_ahead=read_ahead)
 
 
 class SceneCutDetector:
@@ -258,8 +301,8 @@ class Session:
                 self.smoother.update(track.id, q, frame=f)
             track.pending.clear()
             smoothed = self.smoother.update(track.id, p, frame=index)
-            faces.append(Face(tuple(int(v) for v in box), p, rec.class_names,  # type: ignore[arg-type]
-                              track_id=int(track.id), smoothed=smoothed))
+            faces.append(rec._judged(Face(tuple(int(v) for v in box), p, rec.class_names,  # type: ignore[arg-type]
+                                          track_id=int(track.id), smoothed=smoothed)))
         result = FrameResult(index, float(timestamp), faces, detected=detect_now)
         self.frame_index += 1
         return result

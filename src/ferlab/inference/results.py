@@ -3,7 +3,8 @@
 The dict shapes are a contract: the web server sends ``FrameResult.to_dict()`` to browsers
 and the JSONL files are read by other tools, so keys never change meaning and a face always
 has every key (``track_id``/``smoothed`` are ``null`` when there is no tracking/smoothing,
-e.g. for a single photo).
+e.g. for a single photo). ``uncertain`` and ``uncertainty`` are ``null`` for a model without
+a calibration on record (see :class:`ferlab.inference.recognizer.Calibration`).
 """
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ class Face:
     class_names: Sequence[str]
     track_id: int | None = None
     smoothed: np.ndarray | None = None
+    # 1 - max of the temperature-scaled displayed distribution, and whether it reaches the
+    # model's threshold (both chosen on PublicTest); None without a calibration
+    uncertainty: float | None = None
+    uncertain: bool | None = None
 
     @property
     def display_probs(self) -> np.ndarray:
@@ -52,6 +57,8 @@ class Face:
             "confidence": round(self.confidence, _DECIMALS),
             "probs": _dist(self.probs, self.class_names),
             "smoothed": None if self.smoothed is None else _dist(self.smoothed, self.class_names),
+            "uncertain": None if self.uncertain is None else bool(self.uncertain),
+            "uncertainty": None if self.uncertainty is None else round(float(self.uncertainty), _DECIMALS),
         }
 
 

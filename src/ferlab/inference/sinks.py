@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import FerlabError
 from ..fileio import atomic_path
+from .background import BackgroundWriter
 from .capture import gui_available
 from .plot import TrackHistory, plot_tracks
 from .results import FrameResult
@@ -80,8 +81,9 @@ class VideoSink(FileSink):
 
     FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
-    def __init__(self, path: PathLike, fps: float | None = None) -> None:
+    def __init__(self, path: PathLike, fps: float | None = None, *, background: bool = True) -> None:
         super().__init__(path)
+        self.background = background  # encode on a thread behind the loop (ferlab.inference.background)
         self.ext = self.path.suffix.lower()
         if self.ext not in self.FOURCC:
             raise FerlabError(f"cannot write video {self.path}: use a .mp4 or .avi file name")
@@ -101,17 +103,26 @@ class VideoSink(FileSink):
         if not self._writer.isOpened():
             self.abort()
             raise FerlabError(f"cannot write video {self.path}: this OpenCV build has no encoder for {self.ext}")
+        self._encoder = BackgroundWriter(self._writer.write) if self.background else None
 
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
         drawn = self._ctx.annotated(frame, result)
         if (drawn.shape[1], drawn.shape[0]) != self.size:  # streams may change resolution
             drawn = cv2.resize(drawn, self.size, interpolation=cv2.INTER_AREA)
-        self._writer.write(drawn)  # type: ignore[union-attr]
+        if self._encoder is not None:
+            self._encoder.put(drawn)
+        else:
+            self._writer.write(drawn)  # type: ignore[union-attr]
 
-    def _release(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+    def _release(self, finish: bool = True) -> None:
+        encoder, self._encoder = getattr(self, "_encoder", None), None
+        try:
+            if encoder is not None:
+                encoder.close() if finish else encoder.abort()
+        finally:
+            if self._writer is not None:
+                self._writer.release()
+                self._writer = None
 
     def close(self) -> None:
         self._release()
@@ -120,7 +131,7 @@ class VideoSink(FileSink):
         super().close()
 
     def abort(self) -> None:
-        self._release()
+        self._release(finish=False)
         if self._file is not None:
             self._file.unlink(missing_ok=True)
         super().abort()
@@ -156,7 +167,7 @@ class JsonlSink(FileSink):
 
 def csv_header(class_names: list[str]) -> list[str]:
     return (["frame", "time", "track_id", "x", "y", "w", "h", "label", "confidence"]
-            + [f"p_{c}" for c in class_names] + [f"s_{c}" for c in class_names])
+            + [f"p_{c}" for c in class_names] + [f"s_{c}" for c in class_names] + ["uncertain", "uncertainty"])
 
 
 def csv_rows(result: FrameResult) -> list[list[Any]]:
@@ -166,7 +177,9 @@ def csv_rows(result: FrameResult) -> list[list[Any]]:
         sm = d["smoothed"] or {}
         rows.append([result.frame, round(result.time, 6), "" if d["track_id"] is None else d["track_id"],
                      *d["box"], d["label"], d["confidence"], *d["probs"].values(),
-                     *[sm.get(c, "") for c in d["probs"]]])
+                     *[sm.get(c, "") for c in d["probs"]],
+                     "" if d["uncertain"] is None else int(d["uncertain"]),
+                     "" if d["uncertainty"] is None else d["uncertainty"]])
     return rows
 
 

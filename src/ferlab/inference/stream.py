@@ -148,13 +148,14 @@ class Stream:
     count of processed frames only when a frame filter skips frames).
 
     ``allow_empty=False``: a source that yields no frame at all is an error (before any sink
-    is opened, so no output file appears).
+    is opened, so no output file appears). ``read_ahead``: frames of a file decoded ahead on a
+    thread (0 = in the loop; live sources never are: :mod:`.background`).
     """
 
     def __init__(self, session: Any, source: str | int | os.PathLike[str] | Capture, *,
                  sinks: Iterable[Sink] = (), frame_filter: FrameFilter | None = None,
                  max_frames: int | None = None, class_names: Sequence[str] | None = None,
-                 allow_empty: bool = True) -> None:
+                 allow_empty: bool = True, read_ahead: int = 4) -> None:
         self.session = session
         self.source = source
         self.sinks = list(sinks)
@@ -162,6 +163,7 @@ class Stream:
         self.max_frames = max_frames
         self.class_names = list(class_names if class_names is not None else session.recognizer.class_names)
         self.allow_empty = allow_empty
+        self.read_ahead = int(read_ahead)
         self.summary: RunSummary | None = None
         self._gen: Iterator[FrameResult] | None = None
 
@@ -207,7 +209,7 @@ class Stream:
             expected = min(self.max_frames, info.frame_count or self.max_frames)
         summary = self.summary = RunSummary(info.name, expected_frames=expected)
         with capture:
-            frames = capture.frames(max_frames=self.max_frames)
+            frames = capture.frames(max_frames=self.max_frames, read_ahead=self.read_ahead)
             t_start = time.perf_counter()
             try:
                 first = next(frames, None)

@@ -101,6 +101,30 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return n // batch_size if n >= batch_size else 1
 
 
+def init_weights(model: nn.Module, cfg: dict[str, Any], spec: str) -> None:
+    """Load a trained ferlab checkpoint's weights into ``model`` (``train.init_from``).
+
+    The checkpoint must be the same architecture and normalisation as ``cfg``: weights trained
+    on other pixel statistics, or a model config that merely loads by coincidence, would be a
+    silent second recipe, so each mismatch is refused with the key that differs.
+    """
+    from ..errors import FerlabError
+    from ..models import load_checkpoint
+    from ..models.hub import resolve_model
+
+    ckpt = load_checkpoint(resolve_model(spec))
+    mine = {k: v for k, v in cfg["model"].items() if k != "pretrained"}
+    theirs = {k: v for k, v in ckpt.meta["model"].items() if k != "pretrained"}
+    for key in sorted(set(mine) & set(theirs)):  # absent = the builder default, checked by strict loading
+        if mine.get(key) != theirs.get(key):
+            raise FerlabError(f"train.init_from={spec}: model.{key} is {theirs.get(key)!r} there, "
+                              f"{mine.get(key)!r} here")
+    for key, have in (("mean", ckpt.mean), ("std", ckpt.std)):
+        if abs(have - float(cfg["data"][key])) > 1e-9:
+            raise FerlabError(f"train.init_from={spec}: data.{key} is {have} there, {cfg['data'][key]} here")
+    model.load_state_dict(ckpt.model.state_dict())
+
+
 def needs_votes(cfg: dict[str, Any]) -> bool:
     t_cfg = cfg["train"]
     return t_cfg["targets"] in NEEDS_VOTES or t_cfg["select_metric"] == "val_ferplus_acc"
@@ -141,7 +165,10 @@ def build_run(cfg: dict[str, Any], dist: Dist, data: FerData | None = None,
     y_val_ferplus = None if val_votes is None else torch.from_numpy(val_votes.majority()).to(dev)
 
     torch.manual_seed(seed)
-    model = create_from_config(cfg["model"]).to(dev)
+    model = create_from_config(cfg["model"])
+    if t_cfg.get("init_from"):
+        init_weights(model, cfg, t_cfg["init_from"])
+    model = model.to(dev)
     channels_last = t_cfg["channels_last"] in (True, "auto")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

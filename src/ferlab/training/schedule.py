@@ -27,5 +27,7 @@ def lr_at(cfg: dict[str, Any], epoch: int, step: int = 0, steps_per_epoch: int =
     warm = float(t.get("warmup_epochs") or 0)
     progress = epoch + step / max(steps_per_epoch, 1)
     if warm > 0 and progress < warm:
-        lr *= (progress + 1.0 / max(steps_per_epoch, 1)) / warm
+        # linear ramp ending at the peak; capped, so a per-epoch value (steps_per_epoch=1) of a
+        # fractional warm-up never reads above the peak
+        lr *= min(1.0, (progress + 1.0 / max(steps_per_epoch, 1)) / warm)
     return lr

@@ -18,6 +18,8 @@ let classes = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"
 let limits = { max_upload_mb: 20, max_video_seconds: 120 };
 window.ferlabLast = null;
 
+const UNCERTAIN_COLOR = "#808080";
+
 function colorOf(label) {
   if (CLASS_COLORS[label]) return CLASS_COLORS[label];
   const i = Math.max(0, classes.indexOf(label));
@@ -41,13 +43,15 @@ function drawFaces(ctx, faces, scale) {
   for (const face of faces) {
     const [bx, by, bw, bh] = face.box.map((v) => v * scale);
     const dist = face.smoothed || face.probs;
-    const color = colorOf(face.label);
+    const uncertain = face.uncertain === true;  // drawn grey, named "uncertain", bars kept
+    const color = uncertain ? UNCERTAIN_COLOR : colorOf(face.label);
     ctx.lineWidth = Math.max(2, 3 * u);
     ctx.strokeStyle = color;
     ctx.strokeRect(bx, by, bw, bh);
 
     const tag = (face.track_id === null || face.track_id === undefined ? "" : `#${face.track_id} `)
-      + `${face.label} ${Math.round(face.confidence * 100)}%`;
+      + (uncertain ? `uncertain (${face.label} ${Math.round(face.confidence * 100)}%)`
+                   : `${face.label} ${Math.round(face.confidence * 100)}%`);
     ctx.font = `bold ${font}px system-ui, sans-serif`;
     const tw = ctx.measureText(tag).width + 8;
     const ty = by - font - 8 >= 0 ? by - font - 8 : by + bh;
@@ -76,7 +80,7 @@ function drawFaces(ctx, faces, scale) {
       ctx.fillRect(px + nameW, y + 1, Math.max(1, p * barW), rowH - 3);
     });
     drawn.push({ box: [bx, by, bw, bh], label: face.label, track_id: face.track_id,
-                 confidence: face.confidence, color });
+                 confidence: face.confidence, uncertain, color });
   }
   return drawn;
 }
@@ -316,13 +320,15 @@ async function showImage(file, result, secs) {
 
 function csvOf(result) {
   const head = ["frame", "time", "track_id", "x", "y", "w", "h", "label", "confidence",
-    ...classes.map((c) => `p_${c}`), ...classes.map((c) => `s_${c}`)];
+    ...classes.map((c) => `p_${c}`), ...classes.map((c) => `s_${c}`), "uncertain", "uncertainty"];
   const rows = [head.join(",")];
   for (const fr of result.frames) {
     for (const f of fr.faces) {
       const sm = f.smoothed || {};
       rows.push([fr.frame, fr.time, f.track_id === null ? "" : f.track_id, ...f.box, f.label, f.confidence,
-        ...classes.map((c) => f.probs[c]), ...classes.map((c) => (c in sm ? sm[c] : ""))].join(","));
+        ...classes.map((c) => f.probs[c]), ...classes.map((c) => (c in sm ? sm[c] : "")),
+        f.uncertain === null || f.uncertain === undefined ? "" : Number(f.uncertain),
+        f.uncertainty === null || f.uncertainty === undefined ? "" : f.uncertainty].join(","));
     }
   }
   return rows.join("\n") + "\n";

@@ -1,0 +1,235 @@
+"""Does the whole pipeline see what the model sees? FER2013 faces placed into real frames.
+
+    .venv/bin/python benchmarks/bench_fidelity.py [--split test] [--n 1000] [--json out.json]
+
+FER2013 test faces (48x48) are upscaled to a side of 64-200 px, rotated by up to +-10 degrees
+and placed, two per frame and apart, into 640x480 grayscale backgrounds cut from the sample
+photos and the bundled clip where YuNet finds no face (``--backgrounds`` shows them). Each
+frame goes through ``Recognizer.predict`` (detect, crop, Eq. 27, classify) exactly as a photo
+would, and every placed face is matched to at most one detection (IoU >= 0.4).
+
+Printed per detector setting: detection recall (also by face side), false faces per frame
+(detections matching no placed face), the pipeline's accuracy over all placed faces (a missed
+face counts as wrong) against the model's direct accuracy on the same 48x48 faces
+(``predict_probs`` on the original crops), and both over the detected faces only: that gap is
+what the detector's box and the crop (framing, resizing) cost, recall aside. The goal: recall >= 99% and pipeline accuracy within
+one point of direct accuracy.
+
+Protocol: the framing of crops was derived on train faces (``YuNetDetector``'s docstring), any
+setting is tuned with ``--split val`` (PublicTest), and the numbers of record are ``--split
+test`` (PrivateTest faces only: the ``PrivateTest_`` files).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FERLAB_SHARED", REPO.parent / "shared"))
+CLIP = REPO / "src" / "ferlab" / "assets" / "sample_clip.mp4"
+PHOTOS = SHARED / "samples" / "photos"
+FRAME = (640, 480)
+IOU_MATCH = 0.4
+SIDES = (64, 200)
+MAX_ROTATION = 10.0
+
+
+def backgrounds(n: int, seed: int) -> list[np.ndarray]:
+    """Grayscale 640x480 crops of the sample photos and clip frames with no face in them
+    (YuNet at a low threshold, 0.5, finds none), so a detection is a placed face or a false one."""
+    from ferlab.inference.detector import YuNetDetector
+
+    probe = YuNetDetector(score_threshold=0.5)
+    rng = np.random.default_rng(seed)
+    sources: list[np.ndarray] = []
+    for p in sorted(PHOTOS.iterdir()) if PHOTOS.is_dir() else []:
+        img = cv2.imread(str(p))
+        if img is not None:
+            sources.append(img)
+    cap = cv2.VideoCapture(str(CLIP))
+    i = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i % 25 == 0:
+            sources.append(frame)
+        i += 1
+    cap.release()
+    out: list[np.ndarray] = []
+    tries = 0
+    while len(out) < n and tries < 50 * n:
+        tries += 1
+        src = sources[int(rng.integers(len(sources)))]
+        h, w = src.shape[:2]
+        scale = max(FRAME[0] / w, FRAME[1] / h) * float(rng.uniform(1.0, 2.5))
+        big = cv2.resize(src, (int(np.ceil(w * scale)), int(np.ceil(h * scale))), interpolation=cv2.INTER_LINEAR)
+        y0 = int(rng.integers(big.shape[0] - FRAME[1] + 1))
+        x0 = int(rng.integers(big.shape[1] - FRAME[0] + 1))
+        crop = big[y0:y0 + FRAME[1], x0:x0 + FRAME[0]]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        gray = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_BGR2GRAY)
+        if len(probe.detect_faces(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))) == 0:
+            out.append(gray)
+    if len(out) < n:
+        raise SystemExit(f"only {len(out)} face-free backgrounds found in {PHOTOS} and {CLIP}")
+    return out
+
+
+def place(bg: np.ndarray, face: np.ndarray, side: int, angle: float, cx: float, cy: float) -> np.ndarray:
+    """Paste the 48x48 ``face`` upscaled to ``side`` px and rotated by ``angle`` degrees about
+    its centre at (cx, cy) into ``bg`` (in place; only the rotated square is written)."""
+    s = side / face.shape[0]
+    m = cv2.getRotationMatrix2D((face.shape[1] / 2, face.shape[0] / 2), angle, s)
+    m[:, 2] += (cx - face.shape[1] / 2, cy - face.shape[0] / 2)
+    size = (bg.shape[1], bg.shape[0])
+    warped = cv2.warpAffine(face, m, size, flags=cv2.INTER_CUBIC)
+    mask = cv2.warpAffine(np.full_like(face, 255), m, size, flags=cv2.INTER_NEAREST)
+    bg[mask > 0] = warped[mask > 0]
+    return bg
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(A, B) IoU of (x, y, w, h) boxes."""
+    ax0, ay0, ax1, ay1 = a[:, 0], a[:, 1], a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
+    bx0, by0, bx1, by1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax1[:, None], bx1[None]) - np.maximum(ax0[:, None], bx0[None]), 0, None)
+    ih = np.clip(np.minimum(ay1[:, None], by1[None]) - np.maximum(ay0[:, None], by0[None]), 0, None)
+    inter = iw * ih
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def scenes(images: np.ndarray, bgs: list[np.ndarray], seed: int) -> list[tuple[np.ndarray, list[int], np.ndarray]]:
+    """Frames with two faces each: (frame, face indices, (2, 4) true boxes)."""
+    rng = np.random.default_rng(seed + 1)
+    order = rng.permutation(len(images))
+    out = []
+    for k in range(0, len(order) - 1, 2):
+        idx = [int(order[k]), int(order[k + 1])]
+        frame = bgs[(k // 2) % len(bgs)].copy()
+        boxes = []
+        while len(boxes) < 2:
+            side = int(rng.integers(SIDES[0], SIDES[1] + 1))
+            half = side * 0.75  # room for the rotated corners
+            cx = float(rng.uniform(half, FRAME[0] - half))
+            cy = float(rng.uniform(half, FRAME[1] - half))
+            box = np.array([cx - side / 2, cy - side / 2, side, side])
+            if boxes and iou(box[None], np.array(boxes))[0].max() > 0 or \
+                    any(abs(cx - (b[0] + b[2] / 2)) < (side + b[2]) * 0.8 and abs(cy - (b[1] + b[3] / 2))
+                        < (side + b[3]) * 0.8 for b in boxes):
+                continue  # apart, so each detection belongs to one face
+            place(frame, images[idx[len(boxes)]], side, float(rng.uniform(-MAX_ROTATION, MAX_ROTATION)), cx, cy)
+            boxes.append(box)
+        out.append((frame, idx, np.array(boxes)))
+    return out
+
+
+def run(rec: Any, frames: list[tuple[np.ndarray, list[int], np.ndarray]], labels: np.ndarray,
+        direct_pred: np.ndarray) -> dict[str, Any]:
+    found = correct = correct_found = false = placed = direct_correct = direct_found = 0
+    sides: list[tuple[float, bool]] = []
+    for frame, idx, truth in frames:
+        faces = rec.predict(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+        placed += len(idx)
+        direct_correct += int(sum(direct_pred[i] == labels[i] for i in idx))
+        det = np.array([f.box for f in faces], np.float64).reshape(-1, 4)
+        used: set[int] = set()
+        matched = [False] * len(idx)
+        if len(det):
+            m = iou(truth, det)
+            for g in np.argsort(-m.max(axis=1)):  # greedy one-to-one
+                j = int(np.argmax(np.where([k in used for k in range(len(det))], -1, m[g])))
+                if m[g, j] >= IOU_MATCH and j not in used:
+                    used.add(j)
+                    matched[g] = True
+                    found += 1
+                    hit = int(np.argmax(faces[j].probs)) == labels[idx[g]]
+                    correct += hit
+                    correct_found += hit
+                    direct_found += int(direct_pred[idx[g]] == labels[idx[g]])
+        sides.extend((float(b[2]), ok) for b, ok in zip(truth, matched))
+        false += len(det) - len(used)
+    n_frames = len(frames)
+    side = np.array(sides)
+    bins = [(64, 100), (100, 150), (150, 201)]
+    recall_by_side = {f"{a}-{b - 1}": float(side[(side[:, 0] >= a) & (side[:, 0] < b), 1].mean()) for a, b in bins}
+    return {"frames": n_frames, "faces": placed, "recall": found / placed, "false_per_frame": false / n_frames,
+            "pipeline_acc": correct / placed, "pipeline_acc_detected": correct_found / max(found, 1),
+            "direct_acc": direct_correct / placed, "direct_acc_detected": direct_found / max(found, 1),
+            "recall_by_side": recall_by_side}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(SHARED / "data" / "fer2013"))
+    ap.add_argument("--split", default="test", choices=("val", "test"),
+                    help="val = PublicTest (tuning), test = PrivateTest faces (report)")
+    ap.add_argument("--n", type=int, default=1000, help="faces placed (two per frame)")
+    ap.add_argument("--model", default="fernet")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--score-thresholds", default="0.8,0.6",
+                    help="YuNet score thresholds to compare (0.8 = the default)")
+    ap.add_argument("--haar", action="store_true", help="also the thesis's Haar detector")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--backgrounds", default=None, help="write the backgrounds as PNGs to this folder")
+    args = ap.parse_args()
+
+    from ferlab.data import resolve_data
+    from ferlab.evaluation.predict import predict_probs
+    from ferlab.inference import Recognizer
+    from ferlab.models import load_checkpoint
+    from ferlab.models.hub import resolve_model
+
+    split = resolve_data(args.data).split(args.split)  # val = PublicTest, test = PrivateTest
+    keep = np.arange(len(split))
+    rng = np.random.default_rng(args.seed)
+    keep = np.sort(rng.choice(keep, size=min(args.n, len(keep)), replace=False))
+    images, labels = split.images[keep], split.labels[keep]
+    ckpt = load_checkpoint(resolve_model(args.model))
+    direct = predict_probs(ckpt.model, images, ckpt.mean, ckpt.std, device="cpu").argmax(1)
+    direct = np.asarray(direct)
+    bgs = backgrounds(40, args.seed)
+    if args.backgrounds:
+        Path(args.backgrounds).mkdir(parents=True, exist_ok=True)
+        for i, b in enumerate(bgs):
+            cv2.imwrite(str(Path(args.backgrounds) / f"bg{i:02d}.png"), b)
+    frames = scenes(images, bgs, args.seed)
+    print(f"pipeline fidelity | model {args.model} | {len(frames) * 2} {args.split} faces "
+          f"({'PrivateTest' if args.split == 'test' else 'PublicTest'}) in {len(frames)} 640x480 frames, "
+          f"sides {SIDES[0]}-{SIDES[1]} px, rotation +-{MAX_ROTATION:g} deg, {len(bgs)} face-free backgrounds",
+          flush=True)
+    results: dict[str, Any] = {"split": args.split, "model": args.model, "n": len(frames) * 2, "settings": {}}
+    settings: list[tuple[str, dict[str, Any]]] = []
+    for thr in (float(t) for t in args.score_thresholds.split(",") if t):
+        settings.append((f"yunet --detect-threshold {thr:g}" + (" (default)" if thr == 0.8 else ""),
+                         {"detector": "yunet", "detect_threshold": thr}))
+    if args.haar:
+        settings.append(("haar (thesis)", {"detector": "haar"}))
+    for name, det in settings:
+        rec = Recognizer.from_pretrained(args.model, **det)
+        r = run(rec, frames, labels, direct)
+        results["settings"][name] = r
+        by_side = ", ".join(f"{k} px {v:.1%}" for k, v in r["recall_by_side"].items())
+        print(f"  {name:<40} recall {r['recall']:6.1%} ({by_side})  false faces/frame {r['false_per_frame']:.3f}\n"
+              f"  {'':<40} all faces: pipeline acc {r['pipeline_acc']:6.1%} vs direct {r['direct_acc']:6.1%} "
+              f"(gap {100 * (r['direct_acc'] - r['pipeline_acc']):+.1f} pts, a missed face counts as wrong)\n"
+              f"  {'':<40} detected faces: pipeline acc {r['pipeline_acc_detected']:6.1%} vs direct "
+              f"{r['direct_acc_detected']:6.1%} on the same faces (gap "
+              f"{100 * (r['direct_acc_detected'] - r['pipeline_acc_detected']):+.1f} pts: the crop's fidelity)", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO / "src"))
+    sys.exit(main())
