@@ -166,8 +166,8 @@ class _OrtYuNet:
     """YuNet run by ONNX Runtime instead of OpenCV's DNN module: the same network and the same
     decoding as OpenCV's ``FaceDetectorYN`` (frame padded to a multiple of 32, raw BGR pixels,
     score = sqrt(cls * obj), boxes and landmarks decoded per stride-8/16/32 cell, NMS by
-    ``cv2.dnn.NMSBoxes``), at about a third of the CPU time on a 640x480 frame
-    (benchmarks/results-cpu.md). tests/test_detector.py checks it finds the same boxes as
+    ``cv2.dnn.NMSBoxes``), at about 40% of the CPU time on a 640x480 frame
+    (benchmarks/results-cpu.md, section 2). tests/test_detector.py checks it finds the same boxes as
     OpenCV on real footage. ORT sessions may be called from several threads at once."""
 
     def __init__(self, path: Path, score_threshold: float, nms_threshold: float, top_k: int,

@@ -24,11 +24,12 @@ def run_models(args: argparse.Namespace) -> int:
         print("no models shipped with this install")
         return 0
     default = default_model().name
-    print(f"{'name':<12} {'architecture':<18} {'val acc':>8} {'test acc':>9} {'test-all':>9} {'size':>8}  file")
+    w = max(12, *(len(m.name) + 1 for m in models))
+    print(f"{'name':<{w}} {'architecture':<18} {'val acc':>8} {'test acc':>9} {'test-all':>9} {'size':>8}  file")
     for m in models:
         fmt = lambda v: f"{100 * v:.2f}%" if v is not None else "-"  # noqa: E731
         star = " (default)" if m.name == default else ""
-        print(f"{m.name:<12} {m.arch:<18} {fmt(m.accuracy('val')):>8} {fmt(m.accuracy('test')):>9} "
+        print(f"{m.name:<{w}} {m.arch:<18} {fmt(m.accuracy('val')):>8} {fmt(m.accuracy('test')):>9} "
               f"{fmt(m.accuracy('test-all')):>9} {m.path.stat().st_size / 1e6:>6.1f}MB  {m.path}{star}")
     print("val = FER2013 PublicTest (used for selection); test = PrivateTest; test-all = all 7,178 test images")
     return 0
