@@ -137,6 +137,15 @@ def test_manifest_and_summary(first) -> None:
     tracks = [r for r in summary if r["input"].endswith("close.mp4") and r["track"] != ""]
     assert len(per_input) == 1 and int(per_input[0]["frames"]) == N
     assert tracks and sum(int(t["faces"]) for t in tracks) <= int(per_input[0]["faces"])
+    # the same table as Parquet, typed ([dev] includes [cluster], which brings pyarrow)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(first.out / "summary.parquet")
+    assert table.column_names == list(summary[0]) and table.num_rows == len(summary)
+    assert str(table.schema.field("frames").type) == "int64" and str(table.schema.field("p_happy").type) == "double"
+    rows = table.to_pylist()
+    assert [r["frames"] for r in rows] == [int(r["frames"]) for r in summary]
+    assert [r["track"] for r in rows] == [r["track"] or None for r in summary]
 
 
 def test_rerun_skips_done_and_retries_failed(first, media: Path) -> None:

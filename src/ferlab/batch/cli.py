@@ -78,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Process every video and photo named by INPUTS (files, folders searched recursively, "
                     ".txt/.csv lists of paths or URLs) with Ray: locally with one worker per core, or on a cluster "
                     "(--address or RAY_ADDRESS). Per input, results/<name>.jsonl and .csv (and an annotated "
-                    ".mp4 with --video) under --out, plus manifest.csv and summary.csv. A rerun skips inputs "
+                    ".mp4 with --video) under --out, plus manifest.csv and summary.csv (+ summary.parquet). A rerun skips inputs "
                     "done with the same model and settings and retries failed ones. Needs the cluster extra: "
                     'pip install "ferlab[cluster]".')
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video, photo, folder, .txt/.csv list, or URL")

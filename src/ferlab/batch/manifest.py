@@ -6,7 +6,8 @@
 * ``manifest.csv``: one row per input (input, status, error, frames, faces, tracks, seconds,
   outputs, settings, ...), rewritten atomically from the journal every few seconds and at the end.
 * ``summary.csv``: per input (``track`` empty) and per track: frames, faces, first and last
-  second, the mean distribution (``p_<class>``) and the dominant emotion, for inputs done.
+  second, the mean distribution (``p_<class>``) and the dominant emotion, for inputs done;
+  ``summary.parquet`` is the same table, typed, when pyarrow is installed.
 
 An input is skipped on a rerun when its latest row is ``done`` with the same settings hash
 (:func:`settings_hash`: the model file's content and every option that changes results), its
@@ -25,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FerlabError
-from ..fileio import sha256_file, write_text
+from ..fileio import sha256_file, write_text, write_with
 from .inputs import BatchInput
 
 STATE_DIR = ".ferlab-batch"
 JOURNAL = "journal.jsonl"
 MANIFEST = "manifest.csv"
 SUMMARY = "summary.csv"
+SUMMARY_PARQUET = "summary.parquet"  # the same table, typed, when pyarrow is installed ([cluster])
 MANIFEST_COLUMNS = ["input", "status", "error", "frames", "faces", "tracks", "seconds", "kind", "outputs",
                     "settings", "finished", "worker", "node", "peak_rss_mb"]
 # options that do not change a result (how fast it is computed) are left out of the hash
@@ -167,7 +169,7 @@ def clean_stale_temporaries(out: Path) -> int:
 
     n = 0
     stale = list((out / RESULTS).glob(".*.tmp*")) if (out / RESULTS).is_dir() else []
-    stale += [p for name in (MANIFEST, SUMMARY) for p in out.glob(f".{name}.*.tmp")]  # a killed driver's
+    stale += [p for name in (MANIFEST, SUMMARY, SUMMARY_PARQUET) for p in out.glob(f".{name}.*.tmp")]  # a killed driver's
     for p in stale:
         with contextlib.suppress(OSError):
             p.unlink()
@@ -209,6 +211,26 @@ def write_summary(out: Path, rows: Iterable[dict[str, Any]], class_names: list[s
                           s["dominant"]])
     path = out / SUMMARY
     write_text(path, _csv_text(summary_columns(class_names), lines))
+    write_summary_parquet(out / SUMMARY_PARQUET, summary_columns(class_names), lines)
+    return path
+
+
+def write_summary_parquet(path: Path, columns: list[str], lines: list[list[Any]]) -> Path | None:
+    """``summary.csv`` as a typed Parquet table (frames/faces int64, times and probabilities
+    float64, an empty per-input track as null), written atomically; skipped without pyarrow,
+    which ``pip install "ferlab[cluster]"`` brings (Ray Data reads it directly)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    ints, texts = {"frames", "faces"}, {"input", "track", "dominant"}
+    arrays = []
+    for i, name in enumerate(columns):
+        values = [None if row[i] == "" else row[i] for row in lines]
+        kind = pa.int64() if name in ints else pa.string() if name in texts else pa.float64()
+        arrays.append(pa.array([None if v is None else (str(v) if name in texts else v) for v in values], type=kind))
+    write_with(path, lambda tmp: pq.write_table(pa.Table.from_arrays(arrays, names=columns), str(tmp)))
     return path
 
 

@@ -171,7 +171,7 @@ def run_batch(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
               gpus_per_worker: float | None = None, options: Any = None, **option_kwargs: Any) -> BatchResult:
     """Emotions for every video and photo of ``inputs`` (files, folders, .txt/.csv lists,
     URLs), written under ``out``: ``results/<key>.jsonl|.csv`` per input (``.mp4`` or an
-    annotated image too with ``video``), ``manifest.csv`` and ``summary.csv``.
+    annotated image too with ``video``), ``manifest.csv`` and ``summary.csv`` (and ``summary.parquet`` with pyarrow).
 
     ``workers``: Ray actors (default: one per core of a local Ray, or as many as the
     cluster's CPUs allow); ``address`` (or ``RAY_ADDRESS``): a Ray cluster to run on (``out``
