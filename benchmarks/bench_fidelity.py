@@ -147,8 +147,9 @@ def run(rec: Any, frames: list[tuple[np.ndarray, list[int], np.ndarray]], labels
         if len(det):
             m = iou(truth, det)
             for g in np.argsort(-m.max(axis=1)):  # greedy one-to-one
-                j = int(np.argmax(np.where([k in used for k in range(len(det))], -1, m[g])))
-                if m[g, j] >= IOU_MATCH and j not in used:
+                free = np.where([k in used for k in range(len(det))], -1.0, m[g])
+                j = int(np.argmax(free))
+                if free[j] >= IOU_MATCH:
                     used.add(j)
                     matched[g] = True
                     found += 1
@@ -174,7 +175,7 @@ def alignment_check(model: str, frames: list[tuple[np.ndarray, list[int], np.nda
     same detected faces (default YuNet, IoU-matched) cropped as the pipeline crops them and
     cropped from the frame rotated about the box centre by the eye line's angle."""
     from ferlab.inference import Recognizer
-    from ferlab.inference.detector import YuNetDetector
+    from ferlab.inference.detector import YuNetDetector, square_boxes
     from ferlab.preprocessing import crop_face
 
     rec, det = Recognizer.from_pretrained(model), YuNetDetector()
@@ -183,9 +184,7 @@ def alignment_check(model: str, frames: list[tuple[np.ndarray, list[int], np.nda
         faces = det.detect_faces(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
         if not len(faces):
             continue
-        side = np.maximum(faces[:, 2], faces[:, 3])
-        boxes = np.stack([faces[:, 0] + (faces[:, 2] - side) / 2, faces[:, 1] + (faces[:, 3] - side) / 2,
-                          side, side], axis=1)
+        boxes = square_boxes(faces)
         m = iou(truth, boxes)
         h, w = frame.shape
         for g in range(len(idx)):

@@ -338,8 +338,9 @@ def bench_outputs(ckpt_path: Path, videos: dict[int, Path], frames: int, rows: l
     from ferlab.inference.detector import ScaledDetector, YuNetDetector
     from ferlab.inference.sinks import JsonlSink, VideoSink
 
+    previous = "previous default (YuNet in OpenCV DNN, inline I/O)"
     recs = {"defaults": Recognizer.from_pretrained(ckpt_path, threads=threads),
-            "previous default (YuNet in OpenCV DNN, inline I/O)":
+            previous:
                 Recognizer.from_pretrained(ckpt_path, threads=threads,
                                            detector=ScaledDetector(YuNetDetector(engine="opencv"))),
             "thesis (Haar + torch)": Recognizer.from_pretrained(ckpt_path, backend="torch", detector="haar")}
@@ -348,7 +349,7 @@ def bench_outputs(ckpt_path: Path, videos: dict[int, Path], frames: int, rows: l
     for n_faces, video in videos.items():
         for out_name, make_sinks in outputs.items():
             for label, rec in recs.items():
-                inline = label.startswith("previous")
+                inline = label == previous
                 best: dict[str, float] | None = None
                 for _ in range(repeats):
                     t, c = time.perf_counter(), time.process_time()
@@ -366,7 +367,7 @@ def bench_outputs(ckpt_path: Path, videos: dict[int, Path], frames: int, rows: l
         for out_name in outputs:
             got = {r["config"]: r["fps"] for r in rows if r["faces"] == n_faces and r["output"] == out_name}
             print(f"  {n_faces} face(s) | {out_name:<13} | defaults vs thesis {got['defaults'] / got['thesis (Haar + torch)']:.2f}x, "
-                  f"vs previous default {got['defaults'] / got['previous default (YuNet in OpenCV DNN, inline I/O)']:.2f}x",
+                  f"vs previous default {got['defaults'] / got[previous]:.2f}x",
                   flush=True)
 
 

@@ -59,3 +59,18 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     save_checkpoint(path, model, {"model": dict(TINY_MODEL_CFG), "metrics": {}})
     return path
+
+
+def read_video(path: Path) -> list:
+    """Every frame of a video file as BGR arrays (for tests that compare frames)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames

@@ -5,10 +5,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
+from conftest import read_video
 from ferlab.inference.background import BackgroundWriter, ReadAhead
 
 
@@ -90,13 +90,7 @@ def test_video_output_equals_the_frames_drawn(tmp_path: Path, samples_dir: Path)
 
     out = tmp_path / "out.avi"  # MJPG: near-lossless enough to match frames one by one
     summary = rec.stream(src, max_frames=40, sinks=[VideoSink(out), Keep()]).run(handle_sigint=False)
-    cap = cv2.VideoCapture(str(out))
-    back = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        back.append(f)
+    back = read_video(out)
     assert summary.frames == len(drawn) == len(back) == 40
     errs = [float(np.abs(a.astype(np.int16) - b).mean()) for a, b in zip(drawn, back)]
     assert max(errs) < 3.0  # each decoded frame is its own drawn frame (a neighbour differs more)

@@ -12,7 +12,7 @@ from ferlab.inference.detector import HaarDetector, ScaledDetector, make_detecto
 from ferlab.inference.preprocess import (clip_boxes, crop_face, list_images, load_image, make_batch, to_bgr,
                                          to_gray)
 
-from conftest import YUNET
+from conftest import YUNET, read_video
 
 
 def test_batch_is_eq27_with_checkpoint_stats() -> None:
@@ -217,14 +217,7 @@ def test_yunet_detector(samples_dir: Path) -> None:
 def _real_frames(samples_dir: Path) -> list[np.ndarray]:
     from ferlab.inference.detector import BUNDLED_YUNET
 
-    cap = cv2.VideoCapture(str(BUNDLED_YUNET.parent / "sample_clip.mp4"))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = read_video(BUNDLED_YUNET.parent / "sample_clip.mp4")
     photos = [cv2.imread(str(p)) for p in sorted((samples_dir / "photos").iterdir()) if p.suffix.lower() in (".jpg", ".png")]
     return frames[::10] + [p for p in photos if p is not None]
 

@@ -80,8 +80,8 @@ def fit_temperature(logits: np.ndarray, target: np.ndarray) -> float:
 def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(z / T) from p = softmax(z): p^(1/T) renormalised (the same numbers, for code
     that has probabilities, not logits: the inference backends return probabilities)."""
-    logp = np.log(np.maximum(np.asarray(probs, dtype=np.float64), np.finfo(np.float64).tiny)) / float(temperature)
-    return _softmax(logp)
+    return calibrated_probs(np.log(np.maximum(np.asarray(probs, dtype=np.float64), np.finfo(np.float64).tiny)),
+                            temperature)
 
 
 def uncertainty_score(probs: np.ndarray) -> np.ndarray:

@@ -142,12 +142,16 @@ class YuNetDetector:
         faces = self.detect_faces(bgr)
         if not len(faces):
             return _empty()
-        x, y, bw, bh = (faces[:, i] for i in range(4))
-        if self.square:
-            side = np.maximum(bw, bh)
-            x, y = x + (bw - side) / 2, y + (bh - side) / 2
-            bw = bh = side
-        return np.round(np.stack([x, y, bw, bh], axis=1)).astype(np.int32)
+        boxes = square_boxes(faces) if self.square else faces[:, :4]
+        return np.round(boxes).astype(np.int32)
+
+
+def square_boxes(faces: np.ndarray) -> np.ndarray:
+    """(K, 4) float squares on the longer side of YuNet's (x, y, w, h), same centre: how
+    FER2013 frames its faces (see :class:`YuNetDetector`)."""
+    x, y, bw, bh = (faces[:, i] for i in range(4))
+    side = np.maximum(bw, bh)
+    return np.stack([x + (bw - side) / 2, y + (bh - side) / 2, side, side], axis=1)
 
 
 YUNET_ENGINES = ("auto", "onnxruntime", "opencv")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FerlabError
+from ..evaluation.uncertainty import temper
 from ..preprocessing import crop_face, faces_to_input, make_batch
 from .backends import Backend, OnnxBackend, make_backend, softmax
 from .detector import FaceDetector, make_detector
@@ -57,8 +58,6 @@ class Calibration:
         return cls(t, thr) if t > 0 else None
 
     def judge(self, face: Face) -> Face:
-        from ..evaluation.uncertainty import temper
-
         u = 1.0 - float(temper(face.display_probs[None], self.temperature).max())
         face.uncertainty, face.uncertain = u, bool(u >= self.threshold)
         return face

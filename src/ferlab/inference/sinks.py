@@ -90,6 +90,7 @@ class VideoSink(FileSink):
         self.fps = fps
         self._writer: cv2.VideoWriter | None = None
         self._file: Path | None = None
+        self._encoder: BackgroundWriter[np.ndarray] | None = None
 
     def open(self, ctx: StreamContext) -> None:
         tmp = self._begin()
@@ -115,7 +116,7 @@ class VideoSink(FileSink):
             self._writer.write(drawn)  # type: ignore[union-attr]
 
     def _release(self, finish: bool = True) -> None:
-        encoder, self._encoder = getattr(self, "_encoder", None), None
+        encoder, self._encoder = self._encoder, None
         try:
             if encoder is not None:
                 encoder.close() if finish else encoder.abort()
