@@ -14,10 +14,12 @@ What it does (all inputs are the bundled clip, 640x360, 275 frames, looped):
    1 and then 2 CPUs (1 and 2 workers, one thread each). Ray's own start is timed apart;
    frames/s is over the batch (model loading in the workers included). The goal on a 2-core
    machine is >= 1.7x with 2 workers.
-3. Memory: one worker processes a short clip and then a ``--long-minutes`` video; its peak RSS
+3. Segments: one ``--segment-minutes`` video on 2 workers, split into time segments by the
+   automatic rule against not split, in the same run.
+4. Memory: one worker processes a short clip and then a ``--long-minutes`` video; its peak RSS
    (``ru_maxrss``, recorded in manifest.csv as ``peak_rss_mb``) after each: a flat memory
    profile means the two are nearly equal.
-4. Two nodes (``--two-node``): ``ray start --head --num-cpus 1`` and ``ray start --address
+5. Two nodes (``--two-node``): ``ray start --head --num-cpus 1`` and ``ray start --address
    HEAD --num-cpus 1`` as two processes of this script (stopped by their process ids, never
    by ``ray stop``, which would hit every Ray on the machine), then ``run_batch(address=...)``
    with 2 workers: the manifest must show both nodes.
@@ -145,6 +147,31 @@ def memory(tmp: Path, minutes: float) -> dict[str, Any]:
     return res
 
 
+def segments(tmp: Path, minutes: float) -> dict[str, Any]:
+    """One long video on 2 workers: split into time segments (the automatic rule) against not
+    split (``segment_seconds=0``), in the same run: without segments one worker idles."""
+    import ray
+
+    from ferlab.batch import run_batch
+
+    video = make_video(tmp / "seg_long.mp4", minutes * 60)
+    res: dict[str, Any] = {"minutes": minutes}
+    for label, seconds in (("not split", 0), ("split (automatic)", None)):
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        try:
+            r = run_batch([video], tmp / f"seg_{seconds}", workers=2, force=True, segment_seconds=seconds)
+        finally:
+            ray.shutdown()
+        row = r.rows[0]
+        res[label] = {"segments": int(row.get("segments") or 1), "frames": r.frames, "batch_s": round(r.seconds, 2),
+                      "fps": round(r.frames / r.seconds, 2), "status": row["status"]}
+        print(f"  {label}: {res[label]['segments']} segment(s), {r.frames} frames in {r.seconds:.1f} s = "
+              f"{r.frames / r.seconds:.1f} frames/s | {load()}")
+    res["ratio_split_over_not"] = round(res["split (automatic)"]["fps"] / res["not split"]["fps"], 3)
+    print(f"  one {minutes:g}-minute video on 2 workers: split / not split = {res['ratio_split_over_not']:.2f}x")
+    return res
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -239,12 +266,14 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10, help="length of each clip (default 10 s = 300 frames)")
     ap.add_argument("--long-minutes", type=float, default=1.0, help="the long video of the memory test (default 1)")
     ap.add_argument("--two-node", action="store_true", help="also simulate a two-node cluster")
-    ap.add_argument("--only", choices=["baseline", "scaling", "memory", "two-node"], action="append",
+    ap.add_argument("--segment-minutes", type=float, default=2.5,
+                    help="the long video split into time segments on 2 workers (default 2.5: the automatic rule cuts it in 2)")
+    ap.add_argument("--only", choices=["baseline", "scaling", "segments", "memory", "two-node"], action="append",
                     help="run only these parts (repeatable)")
     ap.add_argument("--json", default=None, help="write the numbers here")
     ap.add_argument("--keep", default=None, help="work in this folder and keep it")
     args = ap.parse_args()
-    parts = set(args.only or ["baseline", "scaling", "memory"] + (["two-node"] if args.two_node else []))
+    parts = set(args.only or ["baseline", "scaling", "segments", "memory"] + (["two-node"] if args.two_node else []))
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_batch_"))
     tmp.mkdir(parents=True, exist_ok=True)
     import ray
@@ -260,6 +289,9 @@ def main() -> int:
         if "scaling" in parts:
             print("scaling:")
             results["scaling"] = scaling(clips, tmp, [1, 2])
+        if "segments" in parts:
+            print("segments:")
+            results["segments"] = segments(tmp, args.segment_minutes)
         if "memory" in parts:
             print("memory:")
             results["memory"] = memory(tmp, args.long_minutes)

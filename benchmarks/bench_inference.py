@@ -328,6 +328,9 @@ def bench_pipeline(ckpt_path: Path, int8: Path | None, videos: dict[int, Path], 
                   f"ms/frame, {best['faces_per_frame']:.2f} faces/frame)", flush=True)
 
 
+LIVE = "live view"  # annotated, not saved, no read-ahead: `ferlab live` minus cv2.imshow
+
+
 def bench_outputs(ckpt_path: Path, videos: dict[int, Path], frames: int, rows: list[dict[str, Any]],
                   threads: int | None, work: Path, repeats: int = 2) -> None:
     """``ferlab video`` as users run it: the same stream with its real file sinks, the annotated
@@ -345,11 +348,14 @@ def bench_outputs(ckpt_path: Path, videos: dict[int, Path], frames: int, rows: l
                                            detector=ScaledDetector(YuNetDetector(engine="opencv"))),
             "thesis (Haar + torch)": Recognizer.from_pretrained(ckpt_path, backend="torch", detector="haar")}
     outputs = {"video + JSONL": lambda bg: [VideoSink(work / "out.mp4", background=bg), JsonlSink(work / "out.jsonl")],
-               "JSONL only": lambda bg: [JsonlSink(work / "out.jsonl")]}
+               "JSONL only": lambda bg: [JsonlSink(work / "out.jsonl")],
+               LIVE: lambda bg: [_Draw()]}
     for n_faces, video in videos.items():
         for out_name, make_sinks in outputs.items():
             for label, rec in recs.items():
-                inline = label == previous
+                if out_name == LIVE and label != "defaults":
+                    continue
+                inline = label == previous or out_name == LIVE  # a camera is never read ahead
                 best: dict[str, float] | None = None
                 for _ in range(repeats):
                     t, c = time.perf_counter(), time.process_time()
@@ -365,6 +371,8 @@ def bench_outputs(ckpt_path: Path, videos: dict[int, Path], frames: int, rows: l
                 print(f"  {n_faces} face(s) | {out_name:<13} | {label:<50} {best['fps']:6.1f} fps  (cpu "
                       f"{best['cpu_ms_per_frame']:5.1f} ms/frame, {best['faces_per_frame']:.2f} faces/frame)", flush=True)
         for out_name in outputs:
+            if out_name == LIVE:
+                continue
             got = {r["config"]: r["fps"] for r in rows if r["faces"] == n_faces and r["output"] == out_name}
             print(f"  {n_faces} face(s) | {out_name:<13} | defaults vs thesis {got['defaults'] / got['thesis (Haar + torch)']:.2f}x, "
                   f"vs previous default {got['defaults'] / got[previous]:.2f}x",

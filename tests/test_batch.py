@@ -233,3 +233,144 @@ def test_journal_survives_a_torn_line_and_compacts(tmp_path: Path) -> None:
     j.append({"key": "c"})
     j.close()
     assert Journal(tmp_path).rows == {"a": {"key": "a", "n": 149}, "c": {"key": "c"}}
+
+
+# -- long videos split into time segments (ferlab.batch.segments) ---------------------------
+
+def test_segment_counts_balance_the_load() -> None:
+    from ferlab.batch.segments import frame_bounds, segment_counts, warmup_frames
+    from ferlab.inference import InferenceOptions
+
+    assert segment_counts([600.0], 4) == [8]  # one long video, 4 workers: two 75 s segments each
+    assert segment_counts([60.0] * 100, 4) == [1] * 100  # many inputs already balance
+    assert segment_counts([3600.0] + [60.0] * 9, 4) == [6] + [1] * 9  # one video dominates: only it is cut
+    assert segment_counts([100.0, 30.0], 8) == [1, 1]  # segments would be shorter than a minute
+    assert segment_counts([600.0, None], 4) == [8, 1]  # an unknown length is never split
+    assert segment_counts([600.0], 1) == [1]  # one worker: nothing to balance
+    assert segment_counts([3.0, 2.5, 0.5, None], 4, segment_seconds=1) == [3, 3, 1, 1]  # forced: at most 1 s each
+    assert segment_counts([600.0], 4, segment_seconds=0) == [1]  # 0 = never
+    assert frame_bounds(90, 3) == [0, 30, 60, 90]
+    assert frame_bounds(100, 3, align=4) == [0, 32, 64, 100]  # inner borders on detection rounds
+    assert warmup_frames(InferenceOptions()) == 18  # max_missed 15 + confirm 3 (> window 10)
+    assert warmup_frames(InferenceOptions(detect_every=4, window=40)) == 40
+
+
+def test_seek_is_frame_accurate(media: Path) -> None:
+    """What a segment reads after seeking is what a full decode gives at the same global index,
+    for the bundled H.264 clip and the MPEG-4 clips the batch tests write."""
+    from ferlab.inference.capture import Capture
+
+    for path in (CLIP, media / "close.mp4"):
+        with Capture.open(path) as cap:
+            every = [f for _, _, f in cap.frames(read_ahead=0)]
+        for start in (1, 7, 12, 13, len(every) - 3):
+            with Capture.open(path, start=start) as cap:
+                got = list(cap.frames(max_frames=2, read_ahead=0))
+                assert cap.remaining == len(every) - start
+            assert [i for i, _, _ in got] == [start, start + 1]
+            assert got[0][1] == pytest.approx(start / cap.info.fps)
+            assert all(np.array_equal(f, every[i]) for i, _, f in got), (path.name, start)
+
+
+def _jsonl(out: Path, row: dict) -> list[dict]:
+    name = next(o for o in row["outputs"] if o.endswith(".jsonl"))
+    return [json.loads(s) for s in (out / name).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def split_runs(local_ray, tmp_path_factory: pytest.TempPathFactory):
+    """A 3 s clip (several faces, two scene cuts) done whole and in 1 s segments."""
+    root = tmp_path_factory.mktemp("long")
+    clip = _write(root / "long.mp4", _frames(0, 90), "mp4v")
+    whole = run_batch([clip], tmp_path_factory.mktemp("whole"), workers=2, segment_seconds=0)
+    split = run_batch([clip], tmp_path_factory.mktemp("split"), workers=2, segment_seconds=1)
+    return whole, split
+
+
+def test_split_video_equals_the_unsplit_run_but_for_track_ids(split_runs) -> None:
+    from ferlab.batch.segments import TRACK_ID_STRIDE
+
+    whole, split = split_runs
+    w, s = whole.rows[0], split.rows[0]
+    assert w["status"] == s["status"] == "done" and (w["segments"], s["segments"]) == (1, 3)
+    assert w["frames"] == s["frames"] == 90 and w["faces"] == s["faces"] > 0
+    assert len(s["worker"].split(";")) == 2  # the segments ran on both workers
+    a, b = _jsonl(whole.out, w), _jsonl(split.out, s)
+    assert [r["frame"] for r in b] == [r["frame"] for r in a] == list(range(90))  # global indices
+    assert [r["time"] for r in b] == [r["time"] for r in a]  # and timestamps
+    for ra, rb in zip(a, b):
+        assert sorted(f["box"] for f in rb["faces"]) == sorted(f["box"] for f in ra["faces"]), ra["frame"]
+        by_box = {tuple(f["box"]): f for f in ra["faces"]}
+        for f in rb["faces"]:
+            twin = by_box[tuple(f["box"])]
+            assert f["probs"] == twin["probs"]  # raw probabilities do not depend on the split
+            assert f["smoothed"] == twin["smoothed"]  # the warm-up filled the window as unsplit
+            segment = rb["frame"] // 30
+            assert f["track_id"] // TRACK_ID_STRIDE == segment and f["track_id"] % TRACK_ID_STRIDE > 0
+            if segment == 0:
+                assert f["track_id"] == twin["track_id"]
+    ids = [{f["track_id"] for r in b[k * 30:(k + 1) * 30] for f in r["faces"]} for k in range(3)]
+    assert all(ids) and not (ids[0] & ids[1] or ids[1] & ids[2] or ids[0] & ids[2])  # restarted, never reused
+    assert s["tracks"] == sum(len(x) for x in ids)
+
+    def csv_without_ids(res, row) -> list[dict]:
+        name = next(o for o in row["outputs"] if o.endswith(".csv"))
+        return [{k: v for k, v in r.items() if k != "track_id"} for r in read_csv(res.out / name)]
+
+    assert csv_without_ids(split, s) == csv_without_ids(whole, w)  # one header, rows in order
+
+
+def test_split_video_manifest_and_summary(split_runs) -> None:
+    whole, split = split_runs
+    manifest = read_csv(split.manifest)
+    assert len(manifest) == 1 and manifest[0]["status"] == "done" and manifest[0]["segments"] == "3"
+    assert int(manifest[0]["frames"]) == 90 and int(manifest[0]["faces"]) == whole.rows[0]["faces"]
+    summary, before = read_csv(split.summary), read_csv(whole.summary)
+    assert [r for r in summary if r["track"] == ""] == [r for r in before if r["track"] == ""]  # per input
+    counts: dict[str, int] = {}
+    for r in _jsonl(split.out, split.rows[0]):
+        for f in r["faces"]:
+            counts[str(f["track_id"])] = counts.get(str(f["track_id"]), 0) + 1
+    assert {r["track"]: int(r["frames"]) for r in summary if r["track"]} == counts  # a track per segment
+    assert not (split.out / ".ferlab-batch" / "parts").exists()  # merged parts are gone
+    assert not list((split.out / "results").glob(".*"))
+    again = run_batch([Path(split.rows[0]["input"])], split.out, workers=2, segment_seconds=0)
+    assert [r.get("skipped") for r in again.rows] == [True]  # how it was split is not a setting
+
+
+def test_a_failed_segment_fails_its_input(local_ray, tmp_path: Path) -> None:
+    cut = _write(tmp_path / "cut.avi", _frames(90, 48), "MJPG")  # the header promises 48 frames
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])  # about 24 are left
+    res = run_batch([cut], tmp_path / "out", workers=2, segment_seconds=0.5)
+    row = res.rows[0]
+    assert row["status"] == "failed" and row["segments"] == 4 and row["outputs"] == []
+    assert row["error"].startswith("segment ") and " of 4 (frames " in row["error"]
+    assert not list((tmp_path / "out").glob("results/*"))  # no partial result of a failed input
+    assert not (tmp_path / "out" / ".ferlab-batch" / "parts").exists()
+    manifest = read_csv(res.manifest)
+    assert [(m["status"], m["error"]) for m in manifest] == [("failed", row["error"])]
+    again = run_batch([cut], tmp_path / "out", workers=2, segment_seconds=0.5)
+    assert again.rows[0]["status"] == "failed" and not again.rows[0].get("skipped")  # retried, not skipped
+
+
+def test_batched_frames_give_the_same_outputs(local_ray, media: Path, tmp_path: Path) -> None:
+    """``--batch-frames`` (the default for GPU workers) classifies several frames' faces in one
+    call; the per-frame JSONL must be what frame-by-frame processing wrote."""
+    clips = [media / "far.mp4", media / "close.mp4"]
+    first = run_batch(clips, tmp_path / "a", workers=2, batch_frames=1)
+    out = run_batch(clips, tmp_path / "b", workers=2, batch_frames=8)
+    assert [r["status"] for r in out.rows] == ["done", "done"]
+    for row in out.rows:
+        name = Path(row["input"]).name
+        ref = next(r for r in first.rows if Path(r["input"]).name == name)
+        got = [json.loads(s) for s in (out.out / next(o for o in row["outputs"] if o.endswith(".jsonl"))).read_text().splitlines()]
+        want = [json.loads(s) for s in (first.out / next(o for o in ref["outputs"] if o.endswith(".jsonl"))).read_text().splitlines()]
+        assert [r["frame"] for r in got] == [r["frame"] for r in want] == list(range(N))
+        for g, w in zip(got, want):
+            assert [(f["box"], f["track_id"], f["label"]) for f in g["faces"]] == \
+                   [(f["box"], f["track_id"], f["label"]) for f in w["faces"]]
+            for fg, fw in zip(g["faces"], w["faces"]):
+                np.testing.assert_allclose(list(fg["probs"].values()), list(fw["probs"].values()), atol=1e-4)
+    with pytest.raises(FerlabError, match="--batch-frames"):
+        run_batch([media / "far.mp4"], tmp_path / "c", batch_frames=0)

@@ -284,3 +284,35 @@ def test_uncertain_flag_follows_the_shipped_calibration(samples_dir: Path, tiny_
     assert uncal.calibration is None
     assert all(f.uncertain is None and f.to_dict()["uncertainty"] is None
                for f in uncal.predict(samples_dir / "photos" / "obama.jpg"))
+
+
+def test_threads_bound_the_detector_as_well_as_the_classifier(tiny_checkpoint: Path) -> None:
+    """``threads`` is every ONNX Runtime session's budget: a ``ferlab batch`` worker given one
+    core must not run YuNet on all of them (the workers would fight, and scaling stalls)."""
+    for threads, want in ((1, 1), (None, 0)):  # 0 = ONNX Runtime's default (all cores)
+        rec = Recognizer.from_pretrained(tiny_checkpoint, threads=threads, backend="onnx")
+        session = rec.detector.inner._net.session
+        assert session.get_session_options().intra_op_num_threads == want
+
+
+def test_faces_of_many_frames_in_one_call_give_the_frame_by_frame_results(rec: Recognizer) -> None:
+    """``batch_frames`` (GPU batching in ``ferlab batch``) detects and tracks each frame first
+    and classifies all their faces in one call: on the bundled clip, with its three hard cuts,
+    tentative tracks, expired tracks and held boxes (detect_every 2), every frame must come out
+    as it does frame by frame."""
+    from ferlab.inference.demo import SAMPLE_CLIP
+
+    def run(batch_frames: int) -> list[FrameResult]:
+        return list(rec.stream(SAMPLE_CLIP, batch_frames=batch_frames, detect_every=2))
+
+    one, many = run(1), run(7)
+    assert len(one) == len(many) > 200
+    assert sum(len(r.faces) for r in one) > 200 and {r.detected for r in one} == {True, False}
+    for a, b in zip(one, many):
+        assert (a.frame, a.time, a.detected) == (b.frame, b.time, b.detected)
+        assert [(f.box, f.track_id) for f in a.faces] == [(f.box, f.track_id) for f in b.faces]
+        for fa, fb in zip(a.faces, b.faces):
+            np.testing.assert_allclose(fa.probs, fb.probs, atol=1e-5)
+            np.testing.assert_allclose(fa.smoothed, fb.smoothed, atol=1e-5)
+    with pytest.raises(FerlabError, match="batch_frames"):
+        rec.stream(SAMPLE_CLIP, batch_frames=0)

@@ -75,6 +75,18 @@ def test_iterating_yields_every_frame_and_closes_sinks(video: Path, tmp_path: Pa
     assert not list(tmp_path.glob(".*"))  # no temporary files left
 
 
+def test_a_capture_opened_mid_file_keeps_the_files_indices(video: Path) -> None:
+    """A batch segment's view: frames from ``start`` carry their own index and time, and the
+    count the header promises is counted from there (so a segment is not 'truncated')."""
+    records = RecordsSink()
+    summary = Stream(FakeSession(), Capture.open(video, start=5), sinks=[records]).run(handle_sigint=False)
+    assert [r["frame"] for r in records.records] == list(range(5, N))
+    assert records.records[0]["time"] == pytest.approx(0.5)
+    assert (summary.expected_frames, summary.frames_read, summary.truncated) == (N - 5, N - 5, False)
+    part = Stream(FakeSession(), Capture.open(video, start=5), max_frames=3).run(handle_sigint=False)
+    assert (part.expected_frames, part.frames, part.truncated) == (3, 3, False)
+
+
 def test_breaking_out_early_still_writes_complete_files(video: Path, tmp_path: Path) -> None:
     stream = Stream(FakeSession(), video, sinks=_sinks(tmp_path))
     for result in stream:

@@ -5,9 +5,11 @@
     res = run_batch(["interviews/", "photos.txt"], "out/", workers=4, model="resnet18")
     print(len(res.done), "done,", len(res.failed), "failed ->", res.manifest)
 
-Modules: ``inputs`` (files, folders, lists -> one input each), ``tasks`` (the work of one input
-on a worker, the model loaded once per worker), ``manifest`` (journal, manifest.csv,
-summary.csv, what a rerun may skip), ``runner`` (Ray: embedded or a cluster), ``cli``.
+Modules: ``inputs`` (files, folders, lists -> one input each), ``segments`` (when and how a
+long video is split into time segments, one task each, track ids restarted at the borders),
+``tasks`` (the work of one input or segment on a worker, the model loaded once per worker),
+``manifest`` (journal, manifest.csv, summary.csv, what a rerun may skip), ``runner`` (Ray:
+embedded or a cluster), ``cli``.
 Nothing here imports Ray until a batch is run.
 """
 from __future__ import annotations

@@ -59,7 +59,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     opts = inference_options.from_args(args)  # bad option values fail before Ray starts
     result = run_batch(args.inputs, args.out, workers=args.workers, address=args.address, video=args.video,
                        max_frames=args.max_frames, force=args.force, progress=not args.quiet,
-                       gpus_per_worker=args.gpus_per_worker, options=opts)
+                       gpus_per_worker=args.gpus_per_worker, segment_seconds=args.segment_seconds,
+                       batch_frames=args.batch_frames, options=opts)
     print(format_table(result))
     if result.interrupted:
         print(f"ferlab batch: interrupted: {len(result.rows)} input(s) recorded, {result.pending} left; "
@@ -90,8 +91,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--video", action="store_true", help="also write annotated videos (and photo copies)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="only the first N frames of each video")
     p.add_argument("--force", action="store_true", help="redo inputs already done with the same settings")
+    p.add_argument("--segment-seconds", type=float, default=None, metavar="S",
+                   help="split long videos into segments of at most S seconds, one task each, track ids "
+                        "restarted at every border (default: automatic, only when that balances the load: "
+                        "segments of at least 60 s, about two tasks per worker; 0 = never; never with --video)")
     p.add_argument("--gpus-per-worker", type=float, default=None, metavar="G",
                    help="GPUs each worker reserves (default 1 with --device cuda, else 0)")
+    p.add_argument("--batch-frames", type=int, default=None, metavar="N",
+                   help="classify the faces of N consecutive frames in one network call (same results; "
+                        "default 16 with --device cuda, else 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     group = inference_options.add_arguments(p, inference_options.SCOPES)
     for action in group._group_actions:

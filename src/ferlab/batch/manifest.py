@@ -4,7 +4,8 @@
   finishes: the source of truth. A line torn by a crash is ignored; the latest line of an
   input wins.
 * ``manifest.csv``: one row per input (input, status, error, frames, faces, tracks, seconds,
-  outputs, settings, ...), rewritten atomically from the journal every few seconds and at the end.
+  outputs, settings, ..., segments: the time segments a long video was split into, see
+  :mod:`.segments`), rewritten atomically from the journal every few seconds and at the end.
 * ``summary.csv``: per input (``track`` empty) and per track: frames, faces, first and last
   second, the mean distribution (``p_<class>``) and the dominant emotion, for inputs done;
   ``summary.parquet`` is the same table, typed, when pyarrow is installed.
@@ -21,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ MANIFEST = "manifest.csv"
 SUMMARY = "summary.csv"
 SUMMARY_PARQUET = "summary.parquet"  # the same table, typed, when pyarrow is installed ([cluster])
 MANIFEST_COLUMNS = ["input", "status", "error", "frames", "faces", "tracks", "seconds", "kind", "outputs",
-                    "settings", "finished", "worker", "node", "peak_rss_mb"]
+                    "settings", "finished", "worker", "node", "peak_rss_mb", "segments"]
 # options that do not change a result (how fast it is computed) are left out of the hash
 _NOT_SETTINGS = {"threads"}
 
@@ -164,9 +166,11 @@ def locked(out: Path) -> Iterator[None]:
 
 def clean_stale_temporaries(out: Path) -> int:
     """Temporary files a killed worker left in ``results/`` (``.NAME.XXXX.tmp[.mp4]``), or a
-    killed driver beside the manifest; safe to delete while the folder is locked."""
-    from .tasks import RESULTS
+    killed driver beside the manifest, and segments' parts not merged (their inputs are not
+    done: a rerun redoes them whole); safe to delete while the folder is locked."""
+    from .tasks import PARTS, RESULTS
 
+    shutil.rmtree(out / PARTS, ignore_errors=True)
     n = 0
     stale = list((out / RESULTS).glob(".*.tmp*")) if (out / RESULTS).is_dir() else []
     stale += [p for name in (MANIFEST, SUMMARY, SUMMARY_PARQUET) for p in out.glob(f".{name}.*.tmp")]  # a killed driver's

@@ -2,8 +2,10 @@
 
 :func:`run_batch` expands the inputs, skips those done before with the same settings, starts
 ``workers`` Ray actors (:class:`~ferlab.batch.tasks.Worker`, one model each, ``threads``
-CPUs each), hands every worker one input at a time (plus one queued, so it never waits for
-the driver) and records each row in the journal the moment it comes back. A worker that dies
+CPUs each), hands every worker one task at a time (an input, or a time segment of a long
+video: :mod:`~ferlab.batch.segments`; photos one queued behind, so it never waits for the
+driver) and records each input's row in the journal the moment it (all its segments) is
+done. A worker that dies
 (killed, out of memory) fails the input it was on; a fresh worker takes its place. Ctrl-C
 stops at once: everything finished is on disk, the inputs in flight are redone by a rerun.
 """
@@ -24,10 +26,14 @@ from ..errors import FerlabError, missing_extra
 from .inputs import BatchInput, expand_inputs
 from .manifest import (Journal, clean_stale_temporaries, file_stamp, locked, settings_hash, write_manifest,
                        write_summary)
+from .segments import Segment, plan_segments
+
+Task = tuple[BatchInput, Segment | None]  # an input, or one segment of it
 
 IN_FLIGHT = 2  # calls per worker when photos are next: the next one is there when one ends
 MANIFEST_EVERY_S = 5.0
 READY_TIMEOUT_S = float(os.environ.get("FERLAB_BATCH_READY_TIMEOUT", 300))
+GPU_BATCH_FRAMES = 16  # frames whose faces a --device cuda worker classifies in one call
 
 
 @dataclass
@@ -168,7 +174,8 @@ def _bar(enabled: bool, n_inputs: int) -> Any:
 def run_batch(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], out: str | os.PathLike[str], *,
               workers: int | None = None, address: str | None = None, video: bool = False,
               max_frames: int | None = None, force: bool = False, progress: bool = False,
-              gpus_per_worker: float | None = None, options: Any = None, **option_kwargs: Any) -> BatchResult:
+              gpus_per_worker: float | None = None, segment_seconds: float | None = None,
+              batch_frames: int | None = None, options: Any = None, **option_kwargs: Any) -> BatchResult:
     """Emotions for every video and photo of ``inputs`` (files, folders, .txt/.csv lists,
     URLs), written under ``out``: ``results/<key>.jsonl|.csv`` per input (``.mp4`` or an
     annotated image too with ``video``), ``manifest.csv`` and ``summary.csv`` (and ``summary.parquet`` with pyarrow).
@@ -180,6 +187,15 @@ def run_batch(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     ``threads`` (default 1) is the ONNX Runtime threads and CPUs of each worker. Inputs done by
     an earlier run with the same model and settings are skipped unless ``force``. If Ray is
     already initialised in this process it is used as it is.
+
+    ``segment_seconds``: long videos are split into time segments, one task each, with track
+    ids restarted at every border (:mod:`ferlab.batch.segments`): None = when that balances
+    the load, S > 0 = segments of at most S seconds, 0 = never. How a video was split is not a
+    setting: a rerun with another value skips what is done.
+
+    ``batch_frames``: each worker classifies the faces of that many consecutive frames in one
+    network call (:meth:`ferlab.inference.Session.process_many`: the same results as frame by
+    frame); default 16 with ``device`` cuda, where one call per frame leaves the GPU idle, else 1.
     """
     ray = import_ray()
     from ..inference.options import InferenceOptions
@@ -193,13 +209,20 @@ def run_batch(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
         raise FerlabError(f"--workers must be >= 1, got {workers}")
     if max_frames is not None and max_frames < 1:
         raise FerlabError(f"--max-frames must be >= 1, got {max_frames}")
+    if batch_frames is not None and batch_frames < 1:
+        raise FerlabError(f"--batch-frames must be >= 1, got {batch_frames}")
+    if segment_seconds is not None and not segment_seconds >= 0:
+        raise FerlabError(f"--segment-seconds must be >= 0 (0 = never split), got {segment_seconds}")
     out = Path(out).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise FerlabError(f"--out {out} is a file, not a folder")
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     batch = expand_inputs(items, out=out)
     settings = settings_hash(opts.to_dict(), max_frames)
-    gpus = gpus_per_worker if gpus_per_worker is not None else (1.0 if str(opts.device).startswith("cuda") else 0.0)
+    cuda = str(opts.device).startswith("cuda")
+    gpus = gpus_per_worker if gpus_per_worker is not None else (1.0 if cuda else 0.0)
+    if batch_frames is None:  # a GPU wants big batches; on a CPU one frame's faces already keep it busy
+        batch_frames = GPU_BATCH_FRAMES if cuda else 1
     t0 = time.perf_counter()
     result = BatchResult(out, settings=settings)
     out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +236,7 @@ def run_batch(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
                 owns, result.address = _start_ray(ray, address, workers, threads)
                 try:
                     _run(ray, todo, out, opts, threads, gpus, workers, video, max_frames, journal, settings,
-                         progress, result, batch)
+                         progress, result, batch, segment_seconds, batch_frames)
                 finally:
                     if owns:
                         ray.shutdown()
@@ -248,13 +271,16 @@ def _write_tables(out: Path, journal: Journal, batch: list[BatchInput]) -> tuple
 
 def _run(ray: Any, todo: list[BatchInput], out: Path, opts: Any, threads: int, gpus: float, workers: int | None,
          video: bool, max_frames: int | None, journal: Journal, settings: str, show: bool,
-         result: BatchResult, batch: list[BatchInput]) -> None:
-    from .tasks import Worker
+         result: BatchResult, batch: list[BatchInput], segment_seconds: float | None = None,
+         batch_frames: int = 1) -> None:
+    from .tasks import Worker, merge_segments
 
     if workers is None:
         cpus = ray.cluster_resources().get("CPU", 1)
         workers = max(1, int(cpus // threads))
-    workers = min(workers, len(todo))
+    plan = {} if video else plan_segments(todo, workers, segment_seconds, max_frames=max_frames, options=opts)
+    tasks: list[Task] = [(i, s) for i in todo for s in plan.get(i.key, [None])]
+    workers = min(workers, len(tasks))
     result.workers = workers
     progress = ray.remote(num_cpus=0)(Progress).remote()
     actor_cls = ray.remote(Worker).options(num_cpus=threads, num_gpus=gpus or None, max_restarts=0,
@@ -264,7 +290,7 @@ def _run(ray: Any, todo: list[BatchInput], out: Path, opts: Any, threads: int, g
     created: list[Any] = [progress]  # every actor this run made, killed at the end
 
     def new_worker() -> Any:
-        created.append(actor_cls.remote(options, threads, progress))
+        created.append(actor_cls.remote(options, threads, progress, batch_frames))
         return created[-1]
 
     try:
@@ -286,21 +312,48 @@ def _run(ray: Any, todo: list[BatchInput], out: Path, opts: Any, threads: int, g
         actors = [ready_refs[r] for r in done_refs]
         result.workers = len(actors)
 
-        queue = collections.deque(todo)
-        inflight: dict[int, collections.deque[tuple[Any, BatchInput]]] = {i: collections.deque() for i in
-                                                                            range(len(actors))}
+        queue: collections.deque[Task] = collections.deque(tasks)
+        inflight: dict[int, collections.deque[tuple[Any, Task]]] = {i: collections.deque() for i in
+                                                                     range(len(actors))}
         owner: dict[Any, int] = {}
         out_s = str(out)
+        parts: dict[str, list[dict[str, Any]]] = {}  # key -> rows of its segments done so far
+        failed_split: set[str] = set()  # split inputs already recorded as failed
+
+        def send(slot: int) -> None:
+            item, segment = task = queue.popleft()
+            ref = actors[slot].process.remote(item, out_s, video, max_frames, segment)
+            inflight[slot].append((ref, task))
+            owner[ref] = slot
 
         def submit(slot: int) -> None:
             # a photo may wait behind the current input (a few ms of work: the worker never idles
             # between photos); a video never does, so no worker idles while another has a queue
             lane = inflight[slot]
-            while queue and (not lane or (len(lane) < IN_FLIGHT and queue[0].kind == "image")):
-                item = queue.popleft()
-                ref = actors[slot].process.remote(item, out_s, video, max_frames)
-                inflight[slot].append((ref, item))
-                owner[ref] = slot
+            while queue and (not lane or (len(lane) < IN_FLIGHT and queue[0][0].kind == "image")):
+                send(slot)
+
+        def finish(task: Task, row: dict[str, Any]) -> None:
+            """Record an input, or keep a segment's row until its input's last one is back."""
+            item, segment = task
+            if segment is None:
+                record(item, row)
+            elif item.key not in failed_split and row["status"] != "done":
+                failed_split.add(item.key)  # its other segments are not worth doing
+                rest = [t for t in queue if t[0].key != item.key]
+                queue.clear()
+                queue.extend(rest)
+                row = {k: v for k, v in row.items() if k not in ("segment", "partial")}
+                record(item, {**row, "error": f"{segment.describe()}: {row['error']}", "segments": segment.count})
+            elif item.key not in failed_split:
+                done = parts.setdefault(item.key, [])
+                done.append(row)
+                if len(done) == segment.count:
+                    try:
+                        row = merge_segments(out, item, parts.pop(item.key))
+                    except OSError as exc:
+                        row = _row_failed(item, f"its {segment.count} segments could not be merged: {exc}")
+                    record(item, row)
 
         def record(item: BatchInput, row: dict[str, Any]) -> None:
             row["settings"] = settings
@@ -317,10 +370,7 @@ def _run(ray: Any, todo: list[BatchInput], out: Path, opts: Any, threads: int, g
         try:
             for slot in range(len(actors)):  # one each first, so every worker gets work
                 if queue:
-                    item = queue.popleft()
-                    ref = actors[slot].process.remote(item, out_s, video, max_frames)
-                    inflight[slot].append((ref, item))
-                    owner[ref] = slot
+                    send(slot)
             for slot in range(len(actors)):
                 submit(slot)
             while owner:
@@ -329,13 +379,14 @@ def _run(ray: Any, todo: list[BatchInput], out: Path, opts: Any, threads: int, g
                     slot = owner.pop(ref)
                     lane = inflight[slot]
                     idx = next(k for k, (r, _) in enumerate(lane) if r == ref)
-                    _, item = lane[idx]
+                    _, task = lane[idx]
+                    item = task[0]
                     del lane[idx]
                     try:
                         row = ray.get(ref)
                     except ray.exceptions.RayActorError as exc:
                         if idx != 0:  # queued behind the input that killed the worker: try again
-                            queue.appendleft(item)
+                            queue.appendleft(task)
                             continue
                         oom = isinstance(exc, getattr(ray.exceptions, "OutOfMemoryError", ())) or \
                             "out of memory" in str(exc).lower()
@@ -349,7 +400,7 @@ def _run(ray: Any, todo: list[BatchInput], out: Path, opts: Any, threads: int, g
                         actors[slot] = new_worker()
                     except ray.exceptions.RayError as exc:
                         row = _row_failed(item, f"internal error: {str(exc).strip().splitlines()[-1]}")
-                    record(item, row)
+                    finish(task, row)
                     submit(slot)
                 now = time.monotonic()
                 if show and now - last_poll >= 0.5:

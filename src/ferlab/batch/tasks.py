@@ -10,11 +10,18 @@ early or trips a bug is ``status = "failed"`` with a one-line ``error``. Outputs
 ``<out>/results/<key>.jsonl`` / ``.csv`` (and ``.mp4`` or an annotated image with ``video``),
 written by the inference sinks, which rename a temporary file into place when done, so a
 killed worker leaves no half-written result under its real name.
+
+A long video may come as :class:`~ferlab.batch.segments.Segment` tasks (see that module):
+each writes its part under ``.ferlab-batch/parts/`` through :class:`SegmentView` sinks (no
+warm-up frames, track ids offset per segment), and :func:`merge_segments` joins the parts
+into the input's outputs once all are done.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
+import shutil
 import socket
 import sys
 import time
@@ -24,9 +31,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import FerlabError
+from ..fileio import atomic_path
 from .inputs import BatchInput
+from .segments import Segment
 
 RESULTS = "results"  # the per-input outputs, under the output folder
+PARTS = ".ferlab-batch/parts"  # segments' outputs until they are merged (manifest.STATE_DIR)
 
 
 def output_names(item: BatchInput, video: bool) -> list[str]:
@@ -39,6 +49,15 @@ def output_names(item: BatchInput, video: bool) -> list[str]:
             ext = Path(item.source.split("?", 1)[0]).suffix.lower()
             names.append(f"{RESULTS}/{item.key}{ext if ext in ('.jpg', '.jpeg', '.png') else '.jpg'}")
     return names
+
+
+def part_dir(out: Path, item: BatchInput) -> Path:
+    return out / PARTS / item.key
+
+
+def part_paths(out: Path, item: BatchInput, index: int) -> list[Path]:
+    """The JSONL and CSV segment ``index`` writes, merged later by :func:`merge_segments`."""
+    return [part_dir(out, item) / f"{index:05d}{ext}" for ext in (".jsonl", ".csv")]
 
 
 class SummarySink:
@@ -81,12 +100,50 @@ class SummarySink:
                 "mean": None if mean is None else [round(float(v), 6) for v in mean],
                 "dominant": "" if mean is None else self.class_names[int(np.argmax(mean))]}
 
+    def absorb(self, other: SummarySink) -> None:
+        """Add another segment's counts (its track ids are its own: see segments.TRACK_ID_STRIDE)."""
+        self.frames += other.frames
+        self.faces += other.faces
+        self.total = self.total + other.total  # not in place: what Ray returns is read-only
+        self.end = max(self.end, other.end)
+        self.tracks.update(other.tracks)
+
     def rows(self) -> list[dict[str, Any]]:
         out = [self._row("", self.frames, self.faces, self.total, 0.0, self.end)]
         for tid in sorted(self.tracks):
             n, s, a, b = self.tracks[tid]
             out.append(self._row(str(tid), n, n, s, a, b))
         return out
+
+
+def offset_tracks(result: Any, offset: int) -> Any:
+    """A copy of a FrameResult with every track id moved by ``offset`` (the result itself at 0)."""
+    if not offset:
+        return result
+    faces = [f if f.track_id is None else dataclasses.replace(f, track_id=f.track_id + offset)
+             for f in result.faces]
+    return dataclasses.replace(result, faces=faces)
+
+
+class SegmentView:
+    """A sink as one segment feeds it: the warm-up frames before ``start`` are not passed
+    on, and track ids are moved by ``offset`` so they stay unique in the whole video."""
+
+    def __init__(self, sink: Any, segment: Segment) -> None:
+        self.sink, self.start, self.offset = sink, segment.start, segment.id_offset
+
+    def open(self, ctx: Any) -> None:
+        self.sink.open(ctx)
+
+    def write(self, frame: Any, result: Any) -> None:
+        if result.frame >= self.start:
+            self.sink.write(frame, offset_tracks(result, self.offset))
+
+    def close(self) -> None:
+        self.sink.close()
+
+    def abort(self) -> None:
+        getattr(self.sink, "abort", self.sink.close)()
 
 
 class ProgressReport:
@@ -189,17 +246,23 @@ def _photo(rec: Any, item: BatchInput, paths: list[Path], summary: SummarySink) 
 
 
 def process_input(rec: Any, item: BatchInput, out: str | os.PathLike[str], *, video: bool = False,
-                  max_frames: int | None = None, progress: Any = None) -> dict[str, Any]:
-    """Run ``rec`` (a :class:`~ferlab.inference.Recognizer`) on one input; write its outputs
-    under ``out``; return its manifest row (``status`` done or failed, never an exception)."""
+                  max_frames: int | None = None, progress: Any = None, segment: Segment | None = None,
+                  batch_frames: int = 1) -> dict[str, Any]:
+    """Run ``rec`` (a :class:`~ferlab.inference.Recognizer`) on one input, or one ``segment``
+    of a video; write its outputs (a segment: its parts) under ``out``; return its manifest
+    row (``status`` done or failed, never an exception). A segment's row has ``segment``
+    (its index) and, when done, ``partial`` (its :class:`SummarySink`) for :func:`merge_segments`.
+    ``batch_frames``: frames whose faces go through the network in one call (GPU workers)."""
+    from ..inference.capture import Capture
     from ..inference.sinks import CsvSink, JsonlSink, VideoSink
 
     out = Path(out)
-    names = output_names(item, video)
-    paths = [out / n for n in names]
+    names = output_names(item, video) if segment is None else []
+    paths = [out / n for n in names] if segment is None else part_paths(out, item, segment.index)
     summary = SummarySink(rec.class_names)
     row: dict[str, Any] = {"key": item.key, "input": item.source, "kind": item.kind, "status": "failed", "error": "",
-                           "frames": 0, "faces": 0, "tracks": 0, "seconds": 0.0, "outputs": [], "summary": []}
+                           "frames": 0, "faces": 0, "tracks": 0, "seconds": 0.0, "outputs": [], "summary": [],
+                           "segments": 1}
     t0 = time.perf_counter()
     keep_outputs = False
     try:
@@ -208,20 +271,24 @@ def process_input(rec: Any, item: BatchInput, out: str | os.PathLike[str], *, vi
             row.update(status="done", frames=1, faces=summary.faces)
         else:
             sinks: list[Any] = [JsonlSink(paths[0]), CsvSink(paths[1])]
-            if video:
+            if video and segment is None:  # segments write no video (plan_segments never splits then)
                 sinks.append(VideoSink(paths[2]))
             sinks.append(summary)
+            source: Any = item.source
+            if segment is not None:
+                sinks = [SegmentView(s, segment) for s in sinks]
+                source, max_frames = Capture.open(item.source, start=segment.read_from), segment.read_count
             if progress is not None:
                 sinks.append(ProgressReport(progress))
-            run = rec.stream(item.source, sinks=sinks, max_frames=max_frames, allow_empty=False).run(
-                handle_sigint=False)
-            row.update(frames=run.frames, faces=run.faces, tracks=run.tracks)
+            run = rec.stream(source, sinks=sinks, max_frames=max_frames, allow_empty=False,
+                             batch_frames=batch_frames).run(handle_sigint=False)
+            row.update(frames=summary.frames, faces=summary.faces)  # a segment: its own frames, no warm-up
             if run.interrupted:
                 row["error"] = f"interrupted after {run.frames} frames"
             elif run.truncated:
-                keep_outputs = True
+                keep_outputs = segment is None  # a part alone is no output
                 row["error"] = (f"truncated or damaged: ended after {run.frames_read} of {run.expected_frames} "
-                                "frames (the outputs hold the frames read)")
+                                "frames" + (" (the outputs hold the frames read)" if keep_outputs else ""))
             else:
                 row["status"] = "done"
     except BaseException as exc:  # noqa: BLE001 - one bad input must never stop the batch
@@ -229,7 +296,14 @@ def process_input(rec: Any, item: BatchInput, out: str | os.PathLike[str], *, vi
         if isinstance(exc, (SystemExit,)):
             raise
     row["seconds"] = round(time.perf_counter() - t0, 3)
-    if row["status"] == "done" or keep_outputs:
+    if segment is not None:
+        row["segment"] = segment.index
+        if row["status"] == "done":
+            row["partial"] = summary
+        else:
+            for p in paths:
+                p.unlink(missing_ok=True)
+    elif row["status"] == "done" or keep_outputs:
         row["outputs"] = [n for n, p in zip(names, paths) if p.exists()]
         row["summary"] = summary.rows() if row["status"] == "done" else []
     else:  # no stale result of an earlier run may stand beside a failure
@@ -239,6 +313,42 @@ def process_input(rec: Any, item: BatchInput, out: str | os.PathLike[str], *, vi
     row["peak_rss_mb"] = _peak_rss_mb()
     row["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return row
+
+
+def _concatenate(target: Path, parts: list[Path], *, header: bool) -> None:
+    """``parts`` one after the other into ``target``, atomically, in blocks (flat memory);
+    ``header``: each part starts with the same header line, kept from the first only."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as dst:
+        for i, part in enumerate(parts):
+            with open(part, "rb") as src:
+                if header and i:
+                    src.readline()
+                shutil.copyfileobj(src, dst)
+
+
+def merge_segments(out: str | os.PathLike[str], item: BatchInput, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The input's row from the rows of all its segments (every one done): their parts joined,
+    in order, into the input's JSONL and CSV; frames, faces, tracks and seconds summed; the
+    summary merged (restarted tracks stay separate tracks). The parts are deleted."""
+    out = Path(out)
+    rows = sorted(rows, key=lambda r: r["segment"])
+    parts = [part_paths(out, item, r["segment"]) for r in rows]
+    names = output_names(item, False)
+    for k, name in enumerate(names):
+        _concatenate(out / name, [p[k] for p in parts], header=name.endswith(".csv"))
+    summary: SummarySink = rows[0]["partial"]
+    for r in rows[1:]:
+        summary.absorb(r["partial"])
+    shutil.rmtree(part_dir(out, item), ignore_errors=True)
+
+    def joined(key: str) -> str:
+        return ";".join(dict.fromkeys(str(r[key]) for r in rows if r.get(key)))
+
+    return {**{k: v for k, v in rows[-1].items() if k not in ("partial", "segment")},
+            "frames": sum(r["frames"] for r in rows), "faces": sum(r["faces"] for r in rows),
+            "tracks": sum(r["tracks"] for r in rows), "seconds": round(sum(r["seconds"] for r in rows), 3),
+            "outputs": names, "summary": summary.rows(), "segments": len(rows), "worker": joined("worker"),
+            "node": joined("node"), "peak_rss_mb": max((r.get("peak_rss_mb") or 0) for r in rows) or None}
 
 
 def limit_threads(threads: int) -> None:
@@ -255,8 +365,10 @@ def limit_threads(threads: int) -> None:
 class Worker:
     """One batch worker (a Ray actor in ``ferlab batch``): the model is loaded once, here."""
 
-    def __init__(self, options: dict[str, Any], threads: int = 1, progress: Any = None) -> None:
+    def __init__(self, options: dict[str, Any], threads: int = 1, progress: Any = None,
+                 batch_frames: int = 1) -> None:
         self.progress = progress
+        self.batch_frames = int(batch_frames)
         self.error: str | None = None
         self.rec: Any = None
         limit_threads(threads)
@@ -277,13 +389,14 @@ class Worker:
     def ready(self) -> dict[str, Any]:
         return {"error": self.error, "node": self.node, "pid": os.getpid(), "host": socket.gethostname()}
 
-    def process(self, item: BatchInput, out: str, video: bool = False, max_frames: int | None = None
-                ) -> dict[str, Any]:
+    def process(self, item: BatchInput, out: str, video: bool = False, max_frames: int | None = None,
+                segment: Segment | None = None) -> dict[str, Any]:
         if self.rec is None:
             return {"key": item.key, "input": item.source, "kind": item.kind, "status": "failed",
                     "error": f"the model could not be loaded: {self.error}", "frames": 0, "faces": 0,
                     "tracks": 0, "seconds": 0.0, "outputs": [], "summary": []}
-        row = process_input(self.rec, item, out, video=video, max_frames=max_frames, progress=self.progress)
+        row = process_input(self.rec, item, out, video=video, max_frames=max_frames, progress=self.progress,
+                            segment=segment, batch_frames=self.batch_frames)
         row["classes"] = list(self.rec.class_names)
         row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
         row["node"] = self.node

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -280,7 +280,7 @@ class ScaledDetector:
 
 def make_detector(name: str | FaceDetector = DEFAULTS.detector, model_path: str | os.PathLike[str] | None = None,
                   *, scale: float = DEFAULTS.detect_scale, max_side: int | None = DEFAULTS.max_detect_side,
-                  **options: float) -> ScaledDetector:
+                  **options: Any) -> ScaledDetector:
     """``yunet`` (default; the bundled model unless ``model_path`` names another file),
     ``haar`` (the thesis's Viola-Jones) or a detector object."""
     if not isinstance(name, str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,8 +106,11 @@ class Recognizer:
             if opts.model is not None and str(opts.model) != str(path_or_name):
                 raise FerlabError(f"two models given: {path_or_name} and model={opts.model}")
             opts = opts.replace(model=path_or_name)
+        # YuNet's ONNX Runtime session gets the same thread budget as the classifier: without it,
+        # each ``ferlab batch`` worker's detector spread over every core and the workers fought.
+        yunet = {"score_threshold": opts.detect_threshold, "threads": opts.threads}
         det = make_detector(opts.detector, opts.detector_model, scale=opts.detect_scale, max_side=opts.max_detect_side,
-                            **({"score_threshold": opts.detect_threshold} if opts.detector == "yunet" else {}))
+                            **(yunet if opts.detector == "yunet" else {}))
         spec = opts.model
         if spec is not None and str(spec).lower().endswith(".onnx"):
             if opts.backend == "torch":
@@ -177,14 +180,15 @@ class Recognizer:
 
     def stream(self, source: Any, *, max_frames: int | None = None, sinks: Iterable[Sink] = (),
                frame_filter: FrameFilter | None = None, allow_empty: bool = True, read_ahead: int = 4,
-               **overrides: Any) -> Stream:
+               batch_frames: int = 1, **overrides: Any) -> Stream:
         """Per-frame results for anything ``cv2.VideoCapture`` opens (file, camera index, RTSP),
         in a new session. Iterate it, or ``.run()`` it for a summary; ``sinks``
         (:mod:`ferlab.inference.sinks`) receive every frame. Frames are read one at a time,
-        so memory does not grow with the length."""
+        so memory does not grow with the length; ``batch_frames`` > 1 classifies the faces of
+        that many frames in one call (:meth:`Session.process_many`), for GPUs."""
         return Stream(self.session(**overrides), source, sinks=sinks, frame_filter=frame_filter,
                       max_frames=max_frames, class_names=self.class_names, allow_empty=allow_empty,
-                      read_ahead=read_ahead)
+                      read_ahead=read_ahead, batch_frames=batch_frames)
 
 
 class SceneCutDetector:
@@ -214,6 +218,25 @@ class SceneCutDetector:
         if prev[1] != gray.shape:  # type: ignore[index]
             return True
         return float(np.abs(thumb - prev[0]).mean()) > self.threshold  # type: ignore[index]
+
+
+def _crops(gray: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(K, 48, 48) uint8 faces of ``boxes`` (the one crop rule, :func:`ferlab.preprocessing.crop_face`)."""
+    return np.stack([crop_face(gray, b) for b in boxes]) if len(boxes) else np.zeros((0, 48, 48), np.uint8)
+
+
+@dataclass
+class _Tracked:
+    """One frame after detection and tracking, before its faces are classified and smoothed."""
+
+    index: int
+    timestamp: float
+    detected: bool
+    boxes: np.ndarray
+    tracks: list[Any]
+    ids: list[int | None]
+    crops: np.ndarray
+    forget: list[int]
 
 
 class Session:
@@ -258,6 +281,27 @@ class Session:
         boxes are re-used), classify all faces in one batch, update tracks and per-track
         smoothing. ``timestamp``: seconds from stream start; default = wall-clock since the
         first call."""
+        tracked = self._track(frame, timestamp)
+        return self._judge(tracked, self.recognizer.classify_crops(tracked.crops))
+
+    def process_many(self, frames: Sequence[tuple[np.ndarray, float | None]]) -> list[FrameResult]:
+        """:meth:`process` for several consecutive frames, with the faces of all of them
+        classified in **one** network call. Detection and tracking never depend on the
+        emotions, so each frame is detected and tracked first and smoothed after, in order:
+        the results are those of calling :meth:`process` frame by frame (to the backend's
+        float rounding for another batch size). On a GPU one large batch instead of one small
+        batch per frame is what keeps it busy (``ferlab batch --batch-frames``)."""
+        tracked = [self._track(frame, t) for frame, t in frames]
+        crops = [t.crops for t in tracked]
+        probs = self.recognizer.classify_crops(np.concatenate(crops)) if crops else np.zeros((0, 0))
+        out, start = [], 0
+        for t in tracked:
+            out.append(self._judge(t, probs[start:start + len(t.crops)]))
+            start += len(t.crops)
+        return out
+
+    def _track(self, frame: np.ndarray, timestamp: float | None) -> _Tracked:
+        """Scene cut, detection (or the held boxes) and the tracker's update for one frame."""
         rec = self.recognizer
         if timestamp is None:
             now = time.monotonic()
@@ -266,22 +310,19 @@ class Session:
             timestamp = now - self._t0
         bgr = to_bgr(frame)
         gray = to_gray(bgr)
-        index = self.frame_index
+        forget: list[int] = []  # applied by _judge, in frame order, before this frame's faces
         if self.cuts(gray):
-            for tid in self.tracker.end_all():
-                self.smoother.forget(tid)
+            forget += self.tracker.end_all()
             self._since_detect = 0
         detect_now = self._since_detect % self.detect_every == 0
         self._since_detect += 1
         if detect_now:
             boxes = rec.detect(bgr, gray)
-            crops = np.stack([crop_face(gray, b) for b in boxes]) if len(boxes) else np.zeros((0, 48, 48), np.uint8)
+            crops = _crops(gray, boxes)
             descriptors = [face_descriptor(c) for c in crops] if self.tracker.appearance_threshold > 0 else None
             ids, expired = self.tracker.update(boxes, descriptors)
-            for tid in expired:
-                self.smoother.forget(tid)
-            tracks = self.tracker.last_tracks
-            probs = rec.classify_crops(crops)
+            forget += expired
+            tracks = list(self.tracker.last_tracks)
         else:
             tracks, kept = [], []
             for track in self.tracker.visible:  # held boxes; a client may change frame size
@@ -290,18 +331,26 @@ class Session:
                     tracks.append(track)
                     kept.append(clipped[0])
             boxes = np.array(kept, np.int32).reshape(-1, 4)
-            probs = rec.classify(gray, boxes)
+            crops = _crops(gray, boxes)
+        index = self.frame_index
+        self.frame_index += 1
+        # a track's id as of this frame (None = tentative): a later frame may confirm it
+        return _Tracked(index, float(timestamp), detect_now, boxes, tracks, [t.id for t in tracks], crops, forget)
+
+    def _judge(self, tracked: _Tracked, probs: np.ndarray) -> FrameResult:
+        """The frame's shown faces: per-track smoothing of ``probs`` (one row per crop)."""
+        rec = self.recognizer
+        for tid in tracked.forget:
+            self.smoother.forget(tid)
         faces: list[Face] = []
-        for box, track, p in zip(boxes, tracks, probs):
-            if track.id is None:  # tentative: remembered, not shown
-                track.pending.append((index, p))
+        for box, track, tid, p in zip(tracked.boxes, tracked.tracks, tracked.ids, probs):
+            if tid is None:  # tentative: remembered, not shown
+                track.pending.append((tracked.index, p))
                 continue
             for f, q in track.pending:  # confirmed now: its earlier frames enter the window
-                self.smoother.update(track.id, q, frame=f)
+                self.smoother.update(tid, q, frame=f)
             track.pending.clear()
-            smoothed = self.smoother.update(track.id, p, frame=index)
+            smoothed = self.smoother.update(tid, p, frame=tracked.index)
             faces.append(rec._judged(Face(tuple(int(v) for v in box), p, rec.class_names,  # type: ignore[arg-type]
-                                          track_id=int(track.id), smoothed=smoothed)))
-        result = FrameResult(index, float(timestamp), faces, detected=detect_now)
-        self.frame_index += 1
-        return result
+                                          track_id=int(tid), smoothed=smoothed)))
+        return FrameResult(tracked.index, tracked.timestamp, faces, detected=tracked.detected)

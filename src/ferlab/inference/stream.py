@@ -149,13 +149,18 @@ class Stream:
 
     ``allow_empty=False``: a source that yields no frame at all is an error (before any sink
     is opened, so no output file appears). ``read_ahead``: frames of a file decoded ahead on a
-    thread (0 = in the loop; live sources never are: :mod:`.background`).
+    thread (0 = in the loop; live sources never are: :mod:`.background`). ``batch_frames``:
+    frames whose faces are classified in one network call (:meth:`Session.process_many
+    <ferlab.inference.Session.process_many>`; same results, fuller GPU batches; a live source
+    is always processed frame by frame).
     """
 
     def __init__(self, session: Any, source: str | int | os.PathLike[str] | Capture, *,
                  sinks: Iterable[Sink] = (), frame_filter: FrameFilter | None = None,
                  max_frames: int | None = None, class_names: Sequence[str] | None = None,
-                 allow_empty: bool = True, read_ahead: int = 4) -> None:
+                 allow_empty: bool = True, read_ahead: int = 4, batch_frames: int = 1) -> None:
+        if batch_frames < 1:
+            raise FerlabError(f"batch_frames must be >= 1, got {batch_frames}")
         self.session = session
         self.source = source
         self.sinks = list(sinks)
@@ -164,6 +169,7 @@ class Stream:
         self.class_names = list(class_names if class_names is not None else session.recognizer.class_names)
         self.allow_empty = allow_empty
         self.read_ahead = int(read_ahead)
+        self.batch_frames = int(batch_frames)
         self.summary: RunSummary | None = None
         self._gen: Iterator[FrameResult] | None = None
 
@@ -204,9 +210,9 @@ class Stream:
     def _loop(self) -> Iterator[FrameResult]:
         capture = self.source if isinstance(self.source, Capture) else Capture.open(self.source)
         info = capture.info
-        expected = info.frame_count
+        expected = capture.remaining  # from where it starts (a batch segment starts mid-file)
         if self.max_frames is not None:
-            expected = min(self.max_frames, info.frame_count or self.max_frames)
+            expected = min(self.max_frames, self.max_frames if expected is None else expected)
         summary = self.summary = RunSummary(info.name, expected_frames=expected)
         with capture:
             frames = capture.frames(max_frames=self.max_frames, read_ahead=self.read_ahead)
@@ -229,26 +235,42 @@ class Stream:
                     opened.append(sink)  # first, so one that fails half-way is cleaned up too
                     sink.open(ctx)
                 last = time.perf_counter()
+                batch = 1 if info.live else self.batch_frames  # a camera's frame is shown at once
+                waiting: list[tuple[int, float, np.ndarray]] = []
+
+                def emit() -> Iterator[FrameResult]:
+                    nonlocal last
+                    if batch == 1:
+                        results = [self.session.process(waiting[0][2], waiting[0][1])]
+                    else:  # the faces of all waiting frames in one network call
+                        results = self.session.process_many([(f, t) for _, t, f in waiting])
+                    for (index, _, frame), result in zip(waiting, results):
+                        result.frame = index
+                        now = time.perf_counter()
+                        dt, last = now - last, now
+                        if dt > 0:
+                            ctx.live_fps = 1 / dt if ctx.live_fps is None else 0.9 * ctx.live_fps + 0.1 / dt
+                        summary.add(result)
+                        stop: StopStream | None = None
+                        for sink in opened:
+                            try:
+                                sink.write(frame, result)
+                            except StopStream as exc:  # the other sinks still get this frame
+                                stop = stop or exc
+                        yield result
+                        if stop is not None:
+                            raise stop
+                    waiting.clear()
+
                 for index, t, frame in chain([first], frames):
                     summary.frames_read += 1
                     if self.frame_filter is not None and not self.frame_filter(index, t):
                         continue
-                    result = self.session.process(frame, t)
-                    result.frame = index
-                    now = time.perf_counter()
-                    dt, last = now - last, now
-                    if dt > 0:
-                        ctx.live_fps = 1 / dt if ctx.live_fps is None else 0.9 * ctx.live_fps + 0.1 / dt
-                    summary.add(result)
-                    stop: StopStream | None = None
-                    for sink in opened:
-                        try:
-                            sink.write(frame, result)
-                        except StopStream as exc:  # the other sinks still get this frame
-                            stop = stop or exc
-                    yield result
-                    if stop is not None:
-                        raise stop
+                    waiting.append((index, t, frame))
+                    if len(waiting) >= batch:
+                        yield from emit()
+                if waiting:
+                    yield from emit()
                 ok = True
             except StopStream as exc:
                 summary.stopped, summary.stop_reason = True, exc.reason
