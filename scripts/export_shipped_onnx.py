@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the ONNX twin of every shipped model: src/ferlab/pretrained/NAME.onnx.
 
-    .venv/bin/python scripts/export_shipped_onnx.py [--check]
+    .venv/bin/python scripts/export_shipped_onnx.py [--check] [NAME ...]   (default: every shipped model)
 
 The core install (``pip install ferlab``, no PyTorch) runs the shipped models from these files
 with ONNX Runtime, so they must compute what the safetensors checkpoints compute. Each file
@@ -106,9 +106,15 @@ def export(m: ShippedModel) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="exit 1 if an ONNX file is missing or stale")
+    ap.add_argument("names", nargs="*", help="only these shipped models")
     args = ap.parse_args(argv)
     stale = []
+    unknown = set(args.names) - {m.name for m in shipped_models()}
+    if unknown:
+        ap.error(f"not shipped: {', '.join(sorted(unknown))}")
     for m in shipped_models():
+        if args.names and m.name not in args.names:
+            continue
         onnx_path = m.path.with_suffix(".onnx")
         if args.check:
             from ferlab.inference.onnx_format import read_metadata

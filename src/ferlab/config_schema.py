@@ -163,6 +163,11 @@ class TrainConfig(_Section):
     # Start from a trained ferlab checkpoint (shipped name, .safetensors or run folder) of the
     # same architecture instead of random/ImageNet weights: fine-tuning on other targets (FER+).
     init_from: str | None = None
+    # Distillation (training/teachers.py): trained models whose mean softmax on each training
+    # face is mixed into the target with weight teacher_weight; [] = off (the thesis).
+    teachers: list[str] = Field(default_factory=list)
+    teacher_weight: Annotated[float, Field(gt=0, le=1)] = 0.5
+    teacher_tta: bool = True  # teachers' outputs averaged with the mirrored face's
 
 
     @field_validator("label_smoothing")

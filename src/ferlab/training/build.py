@@ -5,13 +5,15 @@ The order matters for reproducibility: the global RNG is seeded right before the
 built, so the initial weights are a function of the seed alone, whatever was built before.
 The splits live on the device as uint8 (the whole of FER2013 is 80 MB) and batches are
 indexed and augmented there, so no DataLoader workers are needed. The training targets
-(:mod:`.targets`: an (N, C) distribution and a weight per face) are built once here, from FER+
+(:mod:`.targets`: an (N, C) distribution and a weight per face, mixed with the teachers'
+outputs when ``train.teachers`` names any, see :mod:`.teachers`) are built once here, from FER+
 votes read once per run when ``train.targets`` or ``train.select_metric`` needs them, and go to
 the device with the labels.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,7 @@ from .distributed import Dist
 from .factory import LrSchedule, create_criterion, create_optimizer, create_scheduler
 from .loss import WeightedLabelSmoothingCE
 from .targets import NEEDS_VOTES, Targets, build_targets, kept_split
+from .teachers import mix_targets, teacher_probs
 
 
 @dataclass
@@ -150,6 +153,10 @@ def build_run(cfg: dict[str, Any], dist: Dist, data: FerData | None = None,
         train_votes, val_votes = split_votes(train_split, votes), split_votes(val_split, votes)
     targets = build_targets(kind, train_split, train_votes if kind != "fer2013" else None, eps)
     train_split = kept_split(train_split, targets.keep)
+    if t_cfg["teachers"]:
+        soft = teacher_probs(t_cfg["teachers"], train_split, tta=bool(t_cfg["teacher_tta"]),
+                             batch_size=int(t_cfg["eval_batch_size"]), device=dev)
+        targets = dataclasses.replace(targets, probs=mix_targets(targets.probs, soft, float(t_cfg["teacher_weight"])))
     x_train, _ = _on_device(train_split, dev)
     y_train = torch.from_numpy(targets.labels).to(dev)
     x_val, y_val = _on_device(val_split, dev)
