@@ -94,20 +94,26 @@ def baseline(clip: Path, tmp: Path) -> dict[str, Any]:
     return out
 
 
-def scaling(clips: list[Path], tmp: Path, workers_list: list[int]) -> dict[str, Any]:
+def local_batch(cpus: int, inputs: list[Path], out: Path, **kwargs: Any) -> tuple[Any, float]:
+    """``run_batch`` on a local Ray of ``cpus`` CPUs started (and timed) for it alone:
+    (result, seconds Ray took to start)."""
     import ray
 
     from ferlab.batch import run_batch
 
+    t = time.perf_counter()
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    t_ray = time.perf_counter() - t
+    try:
+        return run_batch(inputs, out, workers=cpus, force=True, **kwargs), t_ray
+    finally:
+        ray.shutdown()
+
+
+def scaling(clips: list[Path], tmp: Path, workers_list: list[int]) -> dict[str, Any]:
     res: dict[str, Any] = {}
     for n in workers_list:
-        t = time.perf_counter()
-        ray.init(address="local", num_cpus=n, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-        t_ray = time.perf_counter() - t
-        try:
-            r = run_batch(clips, tmp / f"scale{n}", workers=n, force=True)
-        finally:
-            ray.shutdown()
+        r, t_ray = local_batch(n, clips, tmp / f"scale{n}")
         per_worker = [row["frames"] / row["seconds"] for row in r.done if row["seconds"]]
         fps = r.frames / r.seconds
         res[str(n)] = {"workers": n, "frames": r.frames, "ray_start_s": round(t_ray, 2), "batch_s": round(r.seconds, 2),
@@ -125,19 +131,11 @@ def scaling(clips: list[Path], tmp: Path, workers_list: list[int]) -> dict[str, 
 
 
 def memory(tmp: Path, minutes: float) -> dict[str, Any]:
-    import ray
-
-    from ferlab.batch import run_batch
-
     short = make_video(tmp / "mem_short.mp4", 5)
     t = time.perf_counter()
     long = make_video(tmp / "mem_long.mp4", minutes * 60)
     print(f"  wrote a {minutes:g}-minute video in {time.perf_counter() - t:.0f} s ({long.stat().st_size / 1e6:.0f} MB)")
-    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    try:
-        r = run_batch([short, long], tmp / "mem", workers=1, force=True)
-    finally:
-        ray.shutdown()
+    r, _ = local_batch(1, [short, long], tmp / "mem")
     rows = {Path(row["input"]).name: row for row in r.rows}
     res = {"minutes": minutes, "short_peak_rss_mb": rows["mem_short.mp4"].get("peak_rss_mb"),
            "long_peak_rss_mb": rows["mem_long.mp4"].get("peak_rss_mb"), "long_frames": rows["mem_long.mp4"]["frames"],
@@ -150,18 +148,10 @@ def memory(tmp: Path, minutes: float) -> dict[str, Any]:
 def segments(tmp: Path, minutes: float) -> dict[str, Any]:
     """One long video on 2 workers: split into time segments (the automatic rule) against not
     split (``segment_seconds=0``), in the same run: without segments one worker idles."""
-    import ray
-
-    from ferlab.batch import run_batch
-
     video = make_video(tmp / "seg_long.mp4", minutes * 60)
     res: dict[str, Any] = {"minutes": minutes}
     for label, seconds in (("not split", 0), ("split (automatic)", None)):
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-        try:
-            r = run_batch([video], tmp / f"seg_{seconds}", workers=2, force=True, segment_seconds=seconds)
-        finally:
-            ray.shutdown()
+        r, _ = local_batch(2, [video], tmp / f"seg_{seconds}", segment_seconds=seconds)
         row = r.rows[0]
         res[label] = {"segments": int(row.get("segments") or 1), "frames": r.frames, "batch_s": round(r.seconds, 2),
                       "fps": round(r.frames / r.seconds, 2), "status": row["status"]}

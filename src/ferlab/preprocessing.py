@@ -93,9 +93,16 @@ def faces_to_input(faces_u8: np.ndarray, mean: float, std: float) -> np.ndarray:
     return normalise(faces.reshape(-1, faces.shape[-2], faces.shape[-1])[:, None], mean, std)
 
 
+def crop_faces(gray: np.ndarray, boxes: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """(K, size, size) uint8: :func:`crop_face` of every box (K = 0 gives an empty stack)."""
+    if not len(boxes):
+        return np.zeros((0, size, size), np.uint8)
+    return np.stack([crop_face(gray, b, size) for b in boxes])
+
+
 def make_batch(gray: np.ndarray, boxes: np.ndarray, mean: float, std: float,
                size: int = IMAGE_SIZE) -> np.ndarray:
     """All faces of a frame as one model batch, so the network runs once per frame."""
     if not len(boxes):
         return np.zeros((0, 1, size, size), np.float32)
-    return faces_to_input(np.stack([crop_face(gray, b, size) for b in boxes]), mean, std)
+    return faces_to_input(crop_faces(gray, boxes, size), mean, std)

@@ -16,7 +16,7 @@ import torch
 
 from ..constants import IMAGE_SIZE
 from ..errors import FerlabError
-from ..preprocessing import crop_face, normalise
+from ..preprocessing import crop_faces, normalise
 from ..fileio import write_bytes, write_json
 from .gradcam import gradcam_maps, normalise_max
 
@@ -128,7 +128,7 @@ def gradcam(inputs: list[str | os.PathLike[str]] | str | os.PathLike[str], model
         if not len(boxes):
             records.append({"image": str(f), "face": None, "error": "no face found"})
             continue
-        faces = np.stack([crop_face(gray, b) for b in boxes])
+        faces = crop_faces(gray, boxes)
         x = normalise(torch.from_numpy(faces)[:, None], ckpt.mean, ckpt.std)
         cams, probs = gradcam_maps(ckpt.model, x, tgt)
         texts = []

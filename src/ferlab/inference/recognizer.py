@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import FerlabError
 from ..evaluation.uncertainty import temper
-from ..preprocessing import crop_face, faces_to_input, make_batch
+from ..preprocessing import crop_faces, faces_to_input, make_batch
 from .backends import Backend, OnnxBackend, make_backend, softmax
 from .detector import FaceDetector, make_detector
 from .model_info import ModelInfo
@@ -220,11 +220,6 @@ class SceneCutDetector:
         return float(np.abs(thumb - prev[0]).mean()) > self.threshold  # type: ignore[index]
 
 
-def _crops(gray: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """(K, 48, 48) uint8 faces of ``boxes`` (the one crop rule, :func:`ferlab.preprocessing.crop_face`)."""
-    return np.stack([crop_face(gray, b) for b in boxes]) if len(boxes) else np.zeros((0, 48, 48), np.uint8)
-
-
 @dataclass
 class _Tracked:
     """One frame after detection and tracking, before its faces are classified and smoothed."""
@@ -318,7 +313,7 @@ class Session:
         self._since_detect += 1
         if detect_now:
             boxes = rec.detect(bgr, gray)
-            crops = _crops(gray, boxes)
+            crops = crop_faces(gray, boxes)
             descriptors = [face_descriptor(c) for c in crops] if self.tracker.appearance_threshold > 0 else None
             ids, expired = self.tracker.update(boxes, descriptors)
             forget += expired
@@ -331,7 +326,7 @@ class Session:
                     tracks.append(track)
                     kept.append(clipped[0])
             boxes = np.array(kept, np.int32).reshape(-1, 4)
-            crops = _crops(gray, boxes)
+            crops = crop_faces(gray, boxes)
         index = self.frame_index
         self.frame_index += 1
         # a track's id as of this frame (None = tentative): a later frame may confirm it
