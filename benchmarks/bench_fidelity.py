@@ -140,6 +140,7 @@ def run(rec: Any, frames: list[tuple[np.ndarray, list[int], np.ndarray]], labels
     found = correct = correct_found = false = placed = direct_correct = direct_found = truebox_found = 0
     sides: list[tuple[float, bool]] = []
     framing: list[tuple[float, float]] = []  # detected side / placed side, centre offset / placed side
+    paired: list[int] = []  # per detected face: direct right - pipeline right (-1, 0 or 1)
     for frame, idx, truth in frames:
         faces = rec.predict(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
         placed += len(idx)
@@ -160,6 +161,7 @@ def run(rec: Any, frames: list[tuple[np.ndarray, list[int], np.ndarray]], labels
                     correct += hit
                     correct_found += hit
                     direct_found += int(direct_pred[idx[g]] == labels[idx[g]])
+                    paired.append(int(direct_pred[idx[g]] == labels[idx[g]]) - int(hit))
                     # the placed square itself (axis-aligned, clipped): the same face, rotated and
                     # resampled as the detector's crop is, with the framing exact
                     x0, y0 = np.maximum(np.round(truth[g, :2]), 0).astype(int)
@@ -180,6 +182,8 @@ def run(rec: Any, frames: list[tuple[np.ndarray, list[int], np.ndarray]], labels
             "pipeline_acc": correct / placed, "pipeline_acc_detected": correct_found / max(found, 1),
             "direct_acc": direct_correct / placed, "direct_acc_detected": direct_found / max(found, 1),
             "true_box_acc_detected": truebox_found / max(found, 1),
+            # standard error of the detected-faces gap: a paired difference over the same faces
+            "gap_detected_se": float(np.std(paired, ddof=1) / np.sqrt(len(paired))) if len(paired) > 1 else float("nan"),
             "box_side_ratio_p10_p50_p90": np.percentile([f[0] for f in framing], [10, 50, 90]).tolist() if framing else [],
             "box_offset_p50_p90": np.percentile([f[1] for f in framing], [50, 90]).tolist() if framing else [],
             "recall_by_side": recall_by_side}
@@ -307,7 +311,8 @@ def main() -> int:
               f"(gap {100 * (r['direct_acc'] - r['pipeline_acc']):+.1f} pts, a missed face counts as wrong)\n"
               f"  {'':<40} detected faces: pipeline acc {r['pipeline_acc_detected']:6.1%} vs direct "
               f"{r['direct_acc_detected']:6.1%} on the same faces (gap "
-              f"{100 * (r['direct_acc_detected'] - r['pipeline_acc_detected']):+.1f} pts: the crop's fidelity)\n"
+              f"{100 * (r['direct_acc_detected'] - r['pipeline_acc_detected']):+.1f} +- {100 * r['gap_detected_se']:.1f} pts "
+              f"(standard error): the crop's fidelity)\n"
               f"  {'':<40} of that gap, rotation and resampling: {100 * (r['direct_acc_detected'] - r['true_box_acc_detected']):+.1f} pts "
               f"(the placed square, exactly framed: {r['true_box_acc_detected']:6.1%}); the detector's framing: "
               f"{100 * (r['true_box_acc_detected'] - r['pipeline_acc_detected']):+.1f} pts (box side / placed side "

@@ -21,6 +21,6 @@ init=$(python3 -c "import json; print(json.load(open('$run/config.json'))['train
 best=$(python3 -c "import json; print(json.load(open('$run/best.json'))['epoch'])")
 secs=$(python3 -c "import json; s=json.load(open('$run/summary.json')); print(round(s['train_seconds']))")
 $PY scripts/ship_model.py --checkpoint "$run/best.safetensors" --name "$NAME" --half \
-  --note "the shipped $init fine-tuned on CPU (2 cores, one thread, beside the other run) with ${c[0]}, ${c[1]} $v, the better of ${c[2]} and ${c[3]} on PublicTest: bash scripts/train_distilled_model.sh $RUNS ${c[*]}; selected on PublicTest (epoch $best; $secs s)"
+  --note "the shipped $init fine-tuned on CPU (2 cores, one thread, beside the other run) with ${c[0]}, ${c[1]} $v, the better of ${c[2]} and ${c[3]} on PublicTest: bash scripts/train_distilled_model.sh $RUNS ${c[0]} ${c[1]} \"${c[2]}\" \"${c[3]}\"; selected on PublicTest (epoch $best; $secs s)"
 $PY scripts/export_shipped_onnx.py "$NAME"
 bash scripts/evaluate_shipped.sh "$DATA" "$NAME"

@@ -86,10 +86,11 @@ class YuNetDetector:
     side), because YuNet's boxes are tall and FER2013 faces are square crops: resizing a tall box
     to 48x48 would squash the face.
 
-    That square is also how FER2013 frames its faces: run on 1,500 train faces upscaled 4x and
-    padded, YuNet's box (found on 94%) has a median height of 0.988 of the 48 px frame and a
-    width of 0.77 of it, with its centre 0.022 box heights above the frame's; so the frame is
-    the square on the longer side, centred on the box, to about 1 px at 48x48."""
+    That square is also how FER2013 frames its faces: on 1,500 train faces upscaled 4x and
+    padded by repeating their border, YuNet's box (found on 88.7%) has a median height of 1.001
+    of the 48 px frame and a width of 0.762 of it, with its centre 0.016 box heights above the
+    frame's; so the frame is the square on the longer side, centred on the box, to under 1 px at
+    48x48 (``benchmarks/bench_fidelity.py --framing 1500``, ``benchmarks/results-fidelity.txt``)."""
 
     name = "yunet"
 
