@@ -304,6 +304,7 @@ def bench_pipeline(ckpt_path: Path, int8: Path | None, videos: dict[int, Path], 
         ("defaults (YuNet, ORT, every frame)", {}, {}),
         ("defaults + --detect-scale 0.5", {"detect_scale": 0.5}, {}),
         ("defaults + --detect-scale 0.5 --detect-every 2", {"detect_scale": 0.5}, {"detect_every": 2}),
+        ("defaults + --tta flip", {"tta": "flip"}, {}),
     ]
     if int8 is not None:
         ladder.append(("defaults + INT8 model", {"path": int8}, {}))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measure every shipped model on every reported split with `ferlab evaluate` and write the
-# numbers into its sidecar (scripts/ship_model.py --metrics-only) with the calibration that the
-# inference outputs' `uncertain` flag uses (`ferlab calibrate`, PublicTest), then regenerate the docs.
+# numbers into its sidecar (scripts/ship_model.py --metrics-only) with the calibrations that the
+# inference outputs' `uncertain` flag uses (`ferlab calibrate`, PublicTest; without and with flip TTA), then regenerate the docs.
 # Usage: scripts/evaluate_shipped.sh [DATA [NAME...]]   (default ../shared/data/fer2013, every shipped model)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,8 @@ for name in "${NAMES[@]}"; do
   done
   cal=runs/shipped-eval/$name.calibration.json
   $PY -m ferlab calibrate --model "$name" --data "$DATA" --out "$cal" >/dev/null
-  $PY scripts/ship_model.py --name "$name" --metrics-only "${evals[@]}" --calibration "$cal"
+  cal_tta=runs/shipped-eval/$name.calibration-tta.json
+  $PY -m ferlab calibrate --model "$name" --data "$DATA" --tta flip --out "$cal_tta" >/dev/null
+  $PY scripts/ship_model.py --name "$name" --metrics-only "${evals[@]}" --calibration "$cal" --calibration-tta "$cal_tta"
 done
 $PY scripts/render_docs.py

@@ -88,12 +88,12 @@ def _speed(m: ShippedModel, bench: dict[tuple[str, int], float]) -> str:
     return f"{b1:.2f} (batch 1), {b4:.2f} (batch 4)" if b4 is not None else f"{b1:.2f} (batch 1)"
 
 
-def _calibration(m: ShippedModel) -> str:
-    cal = m.meta.get("calibration")
+def _calibration(m: ShippedModel, key: str = "calibration", split: str = "test") -> str:
+    cal = m.meta.get(key)
     if not isinstance(cal, dict):
         return "— (no calibration: `uncertain` is null)"
     return (f"T = {cal['temperature']:.3f}, uncertain when 1 - max p >= {cal['threshold']:.3f}; "
-            f"{pct(ferplus(m, 'flagged'))}")
+            f"{pct(ferplus(m, 'flagged', split))}")
 
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -155,6 +155,11 @@ def card_summary(models: list[ShippedModel], default: str, bench: dict[tuple[str
         [f"{pct(ferplus(m, 'accuracy_at_80'))} / {pct(ferplus(m, 'accuracy_at_90'))}" for m in models])
     row("`uncertain` flag: temperature, threshold (fitted on PublicTest); PrivateTest share flagged",
         [_calibration(m) for m in models])
+    row("With `--tta flip`: the same flag (`calibration_tta`, fitted on PublicTest)",
+        [_calibration(m, "calibration_tta", "test-tta") for m in models])
+    row("PrivateTest FER2013 accuracy on the faces with a 7-class FER+ majority, plain / flip TTA; ECE plain / flip TTA",
+        [f"{pct(ferplus(m, 'fer2013_accuracy_same_faces'))} / {pct(ferplus(m, 'fer2013_accuracy_same_faces', 'test-tta'))}; "
+         f"{num(metric(m, 'test', 'ece'))} / {num(metric(m, 'test-tta', 'ece'))}" for m in models])
     row("ms per face, ONNX Runtime fp32 (benchmarks/results-cpu.md)", [_speed(m, bench) for m in models])
     rows.append("")
     rows.append("Per-class F1 on PrivateTest:")

@@ -5,7 +5,8 @@
         --eval val=runs/eval-fernet-val --eval test=runs/eval-fernet-test \
         --eval test-all=runs/eval-fernet-test-all --eval test-tta=runs/eval-fernet-test-tta [--half]
     .venv/bin/python scripts/ship_model.py --name fernet --metrics-only --eval val=DIR ... \
-        [--calibration runs/shipped-eval/fernet.calibration.json]
+        [--calibration runs/shipped-eval/fernet.calibration.json] \
+        [--calibration-tta runs/shipped-eval/fernet.calibration-tta.json]
 
 Validation metrics start from the checkpoint's own sidecar (measured during training on
 PublicTest, with the same prediction code as ``ferlab evaluate``); every ``--eval KEY=DIR``
@@ -67,6 +68,9 @@ def main() -> int:
     ap.add_argument("--calibration", metavar="FILE",
                     help="`ferlab calibrate` output for these weights: temperature and 'uncertain' threshold "
                          "fitted on PublicTest, kept in the sidecar for the inference outputs")
+    ap.add_argument("--calibration-tta", metavar="FILE",
+                    help="`ferlab calibrate --tta flip` output: the same fitted on the flip-averaged outputs, "
+                         "used by inference with --tta flip")
     args = ap.parse_args()
     target = PRETRAINED_DIR / f"{args.name}.safetensors"
     if args.metrics_only == bool(args.checkpoint):
@@ -81,12 +85,16 @@ def main() -> int:
             ap.error(f"{folder} evaluated other weights than {target}")
         metrics[key] = {**(metrics.get(key, {}) if key == "val" else {}), **summarise(measured, Path(folder))}
     meta["metrics"] = metrics
-    if args.calibration:
-        cal = json.loads(Path(args.calibration).read_text())
-        weights = target if args.metrics_only else Path(args.checkpoint)
+    weights = target if args.metrics_only else Path(args.checkpoint)
+    for key, file, tta in (("calibration", args.calibration, None), ("calibration_tta", args.calibration_tta, "flip")):
+        if not file:
+            continue
+        cal = json.loads(Path(file).read_text())
         if cal["model"]["sha256"] != hashlib.sha256(weights.read_bytes()).hexdigest():
-            ap.error(f"{args.calibration} was fitted for other weights than {weights}")
-        meta["calibration"] = {k: v for k, v in cal.items() if k != "out"}
+            ap.error(f"{file} was fitted for other weights than {weights}")
+        if cal.get("tta") != tta:
+            ap.error(f"{file} was fitted with tta {cal.get('tta')}, --{key.replace('_', '-')} needs {tta}")
+        meta[key] = {k: v for k, v in cal.items() if k != "out"}
     meta["notes"] = list(meta.get("notes", [])) + args.note
     if args.metrics_only:
         write_json(target.with_suffix(".json"), meta)

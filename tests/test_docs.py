@@ -87,3 +87,18 @@ def test_shipped_sidecar_publictest_accuracy_is_measured(name: str, fer_data) ->
 @pytest.mark.parametrize("name", _shipped())
 def test_shipped_sidecar_test_metrics_are_measured(name: str, key: str, fer_data) -> None:
     _check(name, key, fer_data)
+
+
+@pytest.mark.parametrize("name", _shipped())
+def test_shipped_calibrations_were_fitted_for_these_weights(name: str) -> None:
+    """The ``uncertain`` flag of a shipped model uses ``calibration`` (plain outputs) or, with
+    ``--tta flip``, ``calibration_tta``: both fitted on PublicTest for exactly these weights."""
+    from ferlab.fileio import sha256_file
+    from ferlab.models.hub import shipped_models
+
+    m = next(m for m in shipped_models() if m.name == name)
+    digest = sha256_file(m.path)
+    for key, tta in (("calibration", None), ("calibration_tta", "flip")):
+        cal = m.meta[key]
+        assert cal["model"]["sha256"] == digest and cal["tta"] == tta, (name, key)
+        assert cal["data"]["split"] == "val" and cal["temperature"] > 0 and 0 < cal["threshold"] < 1

@@ -316,3 +316,47 @@ def test_faces_of_many_frames_in_one_call_give_the_frame_by_frame_results(rec: R
             np.testing.assert_allclose(fa.smoothed, fb.smoothed, atol=1e-5)
     with pytest.raises(FerlabError, match="batch_frames"):
         rec.stream(SAMPLE_CLIP, batch_frames=0)
+
+
+def test_flip_tta_averages_each_face_with_its_mirror(tiny_checkpoint: Path, samples_dir: Path) -> None:
+    """``tta="flip"`` gives what ``ferlab evaluate --tta flip`` scores: the mean of the softmaxes
+    of each face and its mirror image, from the same crops, in one backend call per batch."""
+    from ferlab.evaluation.predict import predict_logits, probs_from_logits
+    from ferlab.models import load_checkpoint
+
+    plain = Recognizer.from_pretrained(tiny_checkpoint, backend="torch")
+    tta = Recognizer.from_pretrained(tiny_checkpoint, backend="torch", tta="flip")
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    ckpt = load_checkpoint(tiny_checkpoint)
+    want = probs_from_logits(predict_logits(ckpt.model, crops, ckpt.mean, ckpt.std, tta=True)).numpy()
+    got = tta.classify_crops(crops)
+    assert got == pytest.approx(want, abs=1e-6)
+    mirrored = plain.classify_crops(crops[:, :, ::-1].copy())
+    assert got == pytest.approx(0.5 * (plain.classify_crops(crops) + mirrored), abs=1e-6)
+    assert np.abs(got - plain.classify_crops(crops)).max() > 1e-6  # the option does something
+    calls = []
+    inner = tta.backend
+
+    def counting(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return inner(batch)
+
+    tta.backend = counting  # type: ignore[assignment]
+    faces = tta.predict(samples_dir / "photos" / "obama_and_biden.jpg")
+    assert len(faces) >= 2 and calls == [2 * len(faces)]  # the faces and their mirrors, one call
+    with pytest.raises(FerlabError, match="tta"):
+        Recognizer.from_pretrained(tiny_checkpoint, backend="torch", tta="rotate")
+
+
+def test_flip_tta_uses_the_calibration_fitted_with_flip_tta() -> None:
+    """With ``tta="flip"`` the ``uncertain`` threshold and temperature come from the sidecar's
+    ``calibration_tta`` (fitted on the averaged outputs, which are less peaked), else from
+    ``calibration``."""
+    from ferlab.inference.recognizer import Calibration
+
+    meta = {"calibration": {"temperature": 1.2, "threshold": 0.5},
+            "calibration_tta": {"temperature": 1.1, "threshold": 0.45}}
+    assert Calibration.from_meta(meta) == Calibration(1.2, 0.5)
+    assert Calibration.from_meta(meta, "flip") == Calibration(1.1, 0.45)
+    assert Calibration.from_meta({"calibration": meta["calibration"]}, "flip") == Calibration(1.2, 0.5)

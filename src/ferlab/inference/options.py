@@ -25,6 +25,7 @@ from ..errors import FerlabError
 BACKENDS = ("auto", "torch", "onnx")
 DETECTORS = ("haar", "yunet")
 SMOOTHING_MODES = ("window", "ema", "none", "shared")
+TTA_MODES = ("none", "flip")
 SCOPES = ("model", "detector", "stream")
 
 
@@ -49,6 +50,9 @@ class InferenceOptions:
                         choices=BACKENDS)
     device: str = _opt("cpu", "model", "torch device for --backend torch (e.g. cuda)")
     threads: int | None = _opt(None, "model", "ONNX Runtime threads (default: all cores)", type=int, metavar="N")
+    tta: str = _opt("none", "model", "test-time augmentation: flip = classify each face and its mirror image and "
+                    "average the two distributions (more accurate, twice the classifier's work per face)",
+                    choices=TTA_MODES)
     # -- detector ------------------------------------------------------------------------
     detector: Any = _opt("yunet", "detector", "face detector: yunet = OpenCV's CNN detector, bundled (default); "
                          "haar = Viola-Jones exactly as in the thesis (scale 1.1, 5 neighbours, 30 px)",
@@ -112,6 +116,8 @@ class InferenceOptions:
                 raise FerlabError(f"unknown detector {self.detector!r}; choose haar or yunet")
         elif not hasattr(self.detector, "detect"):
             raise FerlabError(f"detector {self.detector!r} has no detect(bgr, gray) method")
+        if self.tta not in TTA_MODES:
+            raise FerlabError(f"unknown tta {self.tta!r}; choose one of {', '.join(TTA_MODES)}")
         if self.smoothing not in SMOOTHING_MODES:
             raise FerlabError(f"unknown smoothing {self.smoothing!r}; choose one of {', '.join(SMOOTHING_MODES)}")
         if self.threads is not None and self.threads < 0:

@@ -47,8 +47,11 @@ class Calibration:
     threshold: float
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> Calibration | None:
-        cal = meta.get("calibration")
+    def from_meta(cls, meta: dict[str, Any], tta: str = "none") -> Calibration | None:
+        """The sidecar's ``calibration``; with flip TTA its ``calibration_tta`` (fitted on the
+        averaged distributions, which are less peaked), falling back to ``calibration``."""
+        cal = meta.get("calibration_tta") if tta == "flip" else None
+        cal = cal if isinstance(cal, dict) else meta.get("calibration")
         if not isinstance(cal, dict):
             return None
         try:
@@ -85,7 +88,7 @@ class Recognizer:
         self.options = (options or InferenceOptions()).replace(**stream_options)
         self.info = info or ModelInfo.from_meta(source, {"class_names": self.class_names, "mean": self.mean,
                                                          "std": self.std}, "?")
-        self.calibration = Calibration.from_meta(self.info.meta)
+        self.calibration = Calibration.from_meta(self.info.meta, self.options.tta)
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | os.PathLike[str] | None = None, *,
@@ -147,14 +150,22 @@ class Recognizer:
         """Probabilities (K, C) for K boxes of one frame, in one batch."""
         if not len(boxes):
             return np.zeros((0, len(self.class_names)))
-        logits = self.backend(make_batch(gray, boxes, self.mean, self.std))
-        return softmax(logits)
+        return self._probs(make_batch(gray, boxes, self.mean, self.std))
 
     def classify_crops(self, faces_u8: np.ndarray) -> np.ndarray:
         """Probabilities (K, C) for K already-cropped (K, 48, 48) uint8 faces, in one batch."""
         if not len(faces_u8):
             return np.zeros((0, len(self.class_names)))
-        return softmax(self.backend(faces_to_input(faces_u8, self.mean, self.std)))
+        return self._probs(faces_to_input(faces_u8, self.mean, self.std))
+
+    def _probs(self, batch: np.ndarray) -> np.ndarray:
+        """Softmax of the backend's logits; with ``tta="flip"`` the faces and their mirror
+        images go in one batch and the two softmaxes are averaged, as ``ferlab evaluate --tta
+        flip`` does (:func:`ferlab.evaluation.predict.probs_from_logits`)."""
+        if self.options.tta != "flip":
+            return softmax(self.backend(batch))
+        p = softmax(self.backend(np.concatenate([batch, batch[..., ::-1]])))
+        return 0.5 * (p[:len(batch)] + p[len(batch):])
 
     def predict(self, image: np.ndarray | str | os.PathLike[str]) -> list[Face]:
         """Faces of one photo (path or array: BGR, gray, BGRA, 16-bit or float), left to right.
