@@ -261,3 +261,81 @@ def test_upload_photo_and_video_in_chromium(chrome: Any, server: str, samples_di
     assert driver.find_element(By.ID, "track-select").get_attribute("value") != ""
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "clip.mp4" not in e["message"]]
     assert not errors, errors
+
+
+# drawFaces on a canvas of its own, with faces the way the server's JSON has them: a crowd of
+# six faces in a row near the top (an audience), then one face on a roomy canvas.
+_DRAW_CROWD = """
+const [faces, W, H] = arguments;
+const c = document.createElement('canvas');
+c.width = W; c.height = H;
+const drawn = drawFaces(c.getContext('2d'), faces, 1);
+return {drawn, classes};
+"""
+
+
+def _synthetic_face(box: list[int], track_id: int, seed: int, uncertain: bool = False) -> dict[str, Any]:
+    p = np.random.default_rng(seed).dirichlet(np.ones(len(CLASS_NAMES)))
+    probs = {c: float(v) for c, v in zip(CLASS_NAMES, p, strict=True)}
+    top = CLASS_NAMES[int(np.argmax(p))]
+    return {"box": box, "track_id": track_id, "label": top, "confidence": probs[top], "probs": probs,
+            "smoothed": probs, "uncertain": uncertain, "uncertainty": 0.9 if uncertain else 0.1}
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return (min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]) > 0
+            and min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]) > 0)
+
+
+def test_crowded_faces_get_distributions_that_do_not_overlap_in_chromium(chrome: Any, server: str) -> None:
+    """The page plans where each face's distribution goes (layoutPanels in app.js, after
+    ferlab.inference.overlay.layout_panels): in a tight row of faces no panel covers another
+    panel or a face, the largest face keeps the full panel and others fall back to the smaller
+    panel or the strip; a single face on a roomy canvas keeps the full panel to its right."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chrome.result(timeout=60)
+    driver.get(server + "/")
+    WebDriverWait(driver, 15).until(lambda d: "model " in d.find_element(By.ID, "model-info").text)
+
+    W, H = 640, 360
+    sizes, gaps = [90, 80, 100, 75, 95, 85], [15, 12, 18, 10, 20]
+    boxes, x = [], 12
+    for i, s in enumerate(sizes):
+        boxes.append([x, 30 + (i % 2) * 8, s, s])
+        x += s + (gaps[i] if i < len(gaps) else 0)
+    assert x <= W
+    faces = [_synthetic_face(b, i + 1, seed=i, uncertain=(i == 3)) for i, b in enumerate(boxes)]
+    out = driver.execute_script(_DRAW_CROWD, faces, W, H)
+    drawn = out["drawn"]
+    assert out["classes"] == list(CLASS_NAMES)
+    assert len(drawn) == len(faces)
+    panels = [d["panel"] for d in drawn]
+    assert all(p["kind"] in ("full", "small", "strip") for p in panels)
+    for i, (face, d) in enumerate(zip(faces, drawn, strict=True)):
+        assert d["box"] == pytest.approx(face["box"]) and d["label"] == face["label"]
+        assert d["track_id"] == face["track_id"] and d["confidence"] == pytest.approx(face["confidence"])
+        px, py, pw, ph = d["panel"]["rect"]
+        assert pw > 0 and ph > 0 and px >= 0 and py >= 0 and px + pw <= W and py + ph <= H, (i, d["panel"])
+        for j, other in enumerate(drawn):
+            if j != i:
+                assert not _overlap(d["panel"]["rect"], other["panel"]["rect"]), (i, j, panels)
+            if j == i and d["panel"]["kind"] == "strip":
+                bx, by, bw, bh = d["box"]  # a strip may sit just inside its own box
+                assert bx <= px and px + pw <= bx + bw and by <= py and py + ph <= by + bh + 8
+                continue
+            assert not _overlap(d["panel"]["rect"], other["box"]), (i, j, panels)
+    largest = max(range(len(boxes)), key=lambda i: sizes[i])
+    assert panels[largest]["kind"] == "full"
+    assert any(p["kind"] != "full" for p in panels), panels
+    # the uncertain face is grey and keeps its distribution
+    assert drawn[3]["uncertain"] is True and drawn[3]["color"] == "#808080"
+
+    # one face with room around it: the full panel, right of the box, level with its top
+    one = driver.execute_script(_DRAW_CROWD, [_synthetic_face([200, 200, 150, 150], 7, seed=9)], 1280, 720)["drawn"]
+    assert len(one) == 1 and one[0]["panel"]["kind"] == "full"
+    px, py, pw, ph = one[0]["panel"]["rect"]
+    assert 350 <= px <= 360 and py == 200 and px + pw <= 1280 and py + ph <= 720
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors

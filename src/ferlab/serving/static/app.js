@@ -33,56 +33,178 @@ function setStatus(el, text, isError = false) {
 
 // ---- drawing ---------------------------------------------------------------------------
 
-// Draw boxes, track ids, labels and the 7-class bars of one result onto ctx. Boxes are in
-// the pixels of the analysed image; `scale` maps them to the canvas. Returns what was drawn.
+// Where the distributions go is planned before anything is drawn, as in
+// ferlab.inference.overlay: a frame of an audience has many faces close together and no room
+// for a full panel beside each, and a panel covering a neighbour's face or panel makes both
+// unreadable. So, largest faces first (the ones a viewer looks at), each face keeps its
+// distribution in the largest form that fits inside the canvas without overlapping any face
+// box, any label or an earlier panel: the full panel, a smaller one with the same seven rows,
+// or a one-line stacked strip under (or just inside the bottom of) its box.
+const SMALL_SCALE = 0.65; // the second try; as in overlay.py
+
+// Sizes of a distribution panel at `scale` (1 = full, what a single face has always had).
+// The small one is the full one shrunk, but never below a 6 px font and never above full.
+function panelGeometry(u, scale = 1) {
+  const full = { font: Math.round(10.5 * u), row: Math.round(12 * u), nameW: Math.round(62 * u), barW: Math.round(90 * u) };
+  let g = full;
+  if (scale !== 1) {
+    const font = Math.min(full.font, Math.max(6, Math.round(full.font * scale)));
+    g = { font,
+          row: Math.min(full.row, Math.max(font + 1, Math.round(full.row * scale))),
+          nameW: Math.min(full.nameW, Math.max(Math.round(font * 5.9), Math.round(full.nameW * scale))),
+          barW: Math.round(full.barW * scale) };
+  }
+  return { ...g, pad: 4, w: g.nameW + g.barW + 8, h: g.row * classes.length + 6 };
+}
+
+function boxLine(u) { return Math.max(2, 3 * u); } // a box outline's width
+function stripHeight(u) { return Math.max(4, Math.round(8 * u)); } // thin enough for any face
+
+// Rectangles are [x, y, w, h]; they overlap when they share some area (touching is fine).
+function overlaps(a, b) {
+  return Math.min(a[0] + a[2], b[0] + b[2]) - Math.max(a[0], b[0]) > 0
+      && Math.min(a[1] + a[3], b[1] + b[3]) - Math.max(a[1], b[1]) > 0;
+}
+
+function grow(r, m) { return [r[0] - m, r[1] - m, r[2] + 2 * m, r[3] + 2 * m]; }
+
+// Positions from lo to hi, nearest to `anchor` first: how far a panel slides along a side.
+function spans(lo, hi, anchor, steps = 6) {
+  if (hi < lo) return [];
+  const vals = new Set([anchor >= lo && anchor <= hi ? anchor : lo]);
+  for (let k = 0; k <= steps; k++) vals.add(Math.round(lo + (hi - lo) * k / steps));
+  return [...vals].sort((a, b) => Math.abs(a - anchor) - Math.abs(b - anchor) || a - b);
+}
+
+// Rects of size pw x ph beside `box`, best first: right, left, below, above (the box and its
+// label span rows top..bottom), aligned with the box's top-left, then slid along that side
+// only as far as they still read as this face's (beside it: reaching its middle row; under
+// or over it: spanning its whole width). Only those inside the W x H canvas.
+function panelCandidates(W, H, box, top, bottom, pw, ph, gap) {
+  const [x, y, bw, bh] = box;
+  const ys = spans(Math.max(0, Math.min(y, y + bh / 2 - ph)), Math.min(H - ph, y + bh / 2), y);
+  const xs = spans(Math.max(0, Math.min(x, x + bw - pw)), Math.min(W - pw, Math.max(x, x + bw - pw)), x);
+  const out = [
+    ...ys.map((v) => [x + bw + gap, v]), ...ys.map((v) => [x - gap - pw, v]),
+    ...xs.map((v) => [v, bottom + gap]), ...xs.map((v) => [v, top - gap - ph]),
+  ].map(([cx, cy]) => [cx, cy, pw, ph]);
+  return out.filter((r) => r[0] >= 0 && r[1] >= 0 && r[0] + pw <= W && r[1] + ph <= H);
+}
+
+// The plan for every face's distribution, one {kind, rect, scale} per box, in the boxes'
+// order: kind "full" or "small" (the dark panel of names and bars at `scale`), or "strip".
+// boxes and tagRects (face i's label) are canvas pixels; u is the canvas's size unit.
+// Pure, so it can be tested without reading pixels.
+function layoutPanels(W, H, boxes, tagRects = [], u = 1) {
+  const m = Math.ceil(boxLine(u) / 2) + 1; // a box's outline reaches this far out
+  const sep = Math.max(1, Math.round(2 * u)); // keeps neighbouring panels from reading as one
+  const fixed = [...boxes.map((b) => grow(b, m)), ...tagRects];
+  const placed = [];
+  const plan = new Array(boxes.length).fill(null);
+  const order = boxes.map((_, i) => i).sort((a, b) => boxes[b][2] * boxes[b][3] - boxes[a][2] * boxes[a][3] || a - b);
+  for (const i of order) {
+    const [x, y, bw, bh] = boxes[i];
+    const blocked = [...fixed, ...placed.map((p) => grow(p, sep))];
+    const free = (r) => !blocked.some((o) => overlaps(r, o));
+    // the label belongs to the box: panels above or below go beyond it
+    const t = tagRects[i];
+    const top = t && t[1] + t[3] <= y + 1 ? Math.min(y, t[1]) : y;
+    const bottom = t && t[1] >= y + bh - 1 ? Math.max(y + bh, t[1] + t[3]) : y + bh;
+    for (const [kind, scale] of [["full", 1], ["small", SMALL_SCALE]]) {
+      const g = panelGeometry(u, scale);
+      const rect = panelCandidates(W, H, boxes[i], top, bottom, g.w, g.h, 6).find(free);
+      if (rect) { plan[i] = { kind, rect, scale }; break; }
+    }
+    if (!plan[i]) {
+      // no panel fits: the strip just below the box if that is free, else just inside its
+      // bottom edge, which always fits
+      const sh = stripHeight(u), lw = boxLine(u);
+      let rect = [x, y + bh + m, bw, sh];
+      if (!(rect[0] >= 0 && rect[0] + rect[2] <= W && rect[1] + sh <= H && free(rect))) {
+        const x0 = Math.max(0, x + lw), x1 = Math.min(W, x + bw - lw), y1 = Math.min(H, y + bh - lw);
+        rect = [x0, Math.max(0, y1 - sh), Math.max(0, x1 - x0), Math.max(0, Math.min(sh, y1))];
+      }
+      plan[i] = { kind: "strip", rect, scale: 1 };
+    }
+    placed.push(plan[i].rect);
+  }
+  return plan;
+}
+
+// The dark panel: every class name and its bar.
+function drawPanel(ctx, dist, panel, u) {
+  const g = panelGeometry(u, panel.scale);
+  const [px, py, pw, ph] = panel.rect;
+  ctx.fillStyle = "rgba(0,0,0,0.55)";
+  ctx.fillRect(px, py, pw, ph);
+  ctx.font = `${g.font}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  classes.forEach((name, i) => {
+    const p = dist[name] || 0;
+    const y = py + 3 + i * g.row;
+    ctx.fillStyle = "#ddd";
+    ctx.fillText(name, px + g.pad, y);
+    ctx.fillStyle = colorOf(name);
+    ctx.fillRect(px + g.nameW, y + 1, Math.max(1, p * g.barW), g.row - 3);
+  });
+}
+
+// The compact form: one row of class-coloured segments, as wide as the probabilities.
+function drawStrip(ctx, dist, rect) {
+  const [x, y, w, h] = rect;
+  const total = classes.reduce((s, c) => s + Math.max(0, dist[c] || 0), 0);
+  let at = x;
+  classes.forEach((c) => {
+    const sw = total > 0 ? w * Math.max(0, dist[c] || 0) / total : w / classes.length;
+    ctx.fillStyle = colorOf(c);
+    ctx.fillRect(at, y, sw, h);
+    at += sw;
+  });
+}
+
+// Draw boxes, track ids, labels and the 7-class distributions of one result onto ctx. Boxes
+// are in the pixels of the analysed image; `scale` maps them to the canvas. Returns what was
+// drawn, with each face's planned distribution as `panel`.
 function drawFaces(ctx, faces, scale) {
   const W = ctx.canvas.width, H = ctx.canvas.height;
   const u = Math.max(0.6, Math.min(W, H * 16 / 9) / 960);
   const font = Math.round(14 * u);
-  const drawn = [];
-  for (const face of faces) {
-    const [bx, by, bw, bh] = face.box.map((v) => v * scale);
-    const dist = face.smoothed || face.probs;
+  const lw = boxLine(u);
+  ctx.font = `bold ${font}px system-ui, sans-serif`;
+  const items = faces.map((face) => {
+    const box = face.box.map((v) => v * scale);
+    const [bx, by, bw, bh] = box;
     const uncertain = face.uncertain === true;  // drawn grey, named "uncertain", bars kept
-    const color = uncertain ? UNCERTAIN_COLOR : colorOf(face.label);
-    ctx.lineWidth = Math.max(2, 3 * u);
-    ctx.strokeStyle = color;
-    ctx.strokeRect(bx, by, bw, bh);
-
-    const tag = (face.track_id === null || face.track_id === undefined ? "" : `#${face.track_id} `)
-      + (uncertain ? `uncertain (${face.label} ${Math.round(face.confidence * 100)}%)`
-                   : `${face.label} ${Math.round(face.confidence * 100)}%`);
-    ctx.font = `bold ${font}px system-ui, sans-serif`;
-    const tw = ctx.measureText(tag).width + 8;
+    const pct = Math.round(face.confidence * 100);
+    const text = (face.track_id === null || face.track_id === undefined ? "" : `#${face.track_id} `)
+      + (uncertain ? `uncertain (${face.label} ${pct}%)` : `${face.label} ${pct}%`);
+    // the label sits on the box's top edge, or under the box at the canvas's top
     const ty = by - font - 8 >= 0 ? by - font - 8 : by + bh;
-    ctx.fillStyle = color;
-    ctx.fillRect(bx - ctx.lineWidth / 2, ty, tw, font + 8);
-    ctx.fillStyle = "#000";
-    ctx.textBaseline = "top";
-    ctx.fillText(tag, bx + 4 - ctx.lineWidth / 2, ty + 4);
+    const tag = [bx - lw / 2, ty, ctx.measureText(text).width + 8, font + 8];
+    return { face, box, text, tag, uncertain, color: uncertain ? UNCERTAIN_COLOR : colorOf(face.label) };
+  });
+  const plan = layoutPanels(W, H, items.map((it) => it.box), items.map((it) => it.tag), u);
 
-    // the whole distribution next to the box: right if it fits, else left, else inside
-    const rowH = Math.round(12 * u), barW = Math.round(90 * u), nameW = Math.round(62 * u);
-    const panelW = nameW + barW + 8, panelH = rowH * classes.length + 6;
-    let px = bx + bw + 6;
-    if (px + panelW > W) px = bx - panelW - 6;
-    if (px < 0) px = Math.max(0, Math.min(W - panelW, bx));
-    const py = Math.max(0, Math.min(H - panelH, by));
-    ctx.fillStyle = "rgba(0,0,0,0.55)";
-    ctx.fillRect(px, py, panelW, panelH);
-    ctx.font = `${Math.round(10.5 * u)}px system-ui, sans-serif`;
-    classes.forEach((name, i) => {
-      const p = dist[name] || 0;
-      const y = py + 3 + i * rowH;
-      ctx.fillStyle = "#ddd";
-      ctx.fillText(name, px + 4, y);
-      ctx.fillStyle = colorOf(name);
-      ctx.fillRect(px + nameW, y + 1, Math.max(1, p * barW), rowH - 3);
-    });
-    drawn.push({ box: [bx, by, bw, bh], label: face.label, track_id: face.track_id,
-                 confidence: face.confidence, uncertain, color });
+  ctx.lineWidth = lw;
+  for (const it of items) { ctx.strokeStyle = it.color; ctx.strokeRect(...it.box); }
+  items.forEach((it, i) => {
+    const dist = it.face.smoothed || it.face.probs;
+    if (plan[i].kind === "strip") drawStrip(ctx, dist, plan[i].rect); else drawPanel(ctx, dist, plan[i], u);
+  });
+  // labels last, the largest faces' on top
+  const bySize = items.map((_, i) => i).sort((a, b) => items[a].box[2] * items[a].box[3] - items[b].box[2] * items[b].box[3] || b - a);
+  ctx.font = `bold ${font}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  for (const i of bySize) {
+    const { tag, text, color } = items[i];
+    ctx.fillStyle = color;
+    ctx.fillRect(...tag);
+    ctx.fillStyle = "#000";
+    ctx.fillText(text, tag[0] + 4, tag[1] + 4);
   }
-  return drawn;
+  return items.map((it, i) => ({ box: it.box, label: it.face.label, track_id: it.face.track_id,
+                                 confidence: it.face.confidence, uncertain: it.uncertain, color: it.color,
+                                 panel: plan[i] }));
 }
 
 // Overlay canvases are drawn at their on-screen size (times the pixel ratio), not at the
