@@ -339,3 +339,72 @@ def test_crowded_faces_get_distributions_that_do_not_overlap_in_chromium(chrome:
     assert 350 <= px <= 360 and py == 200 and px + pw <= 1280 and py + ph <= 720
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def _covered(r: list[float], others: list[list[float]]) -> float:
+    """Area of r that the rects in others cover, summed."""
+    return sum(max(0.0, min(r[0] + r[2], o[0] + o[2]) - max(r[0], o[0]))
+               * max(0.0, min(r[1] + r[3], o[1] + o[3]) - max(r[1], o[1])) for o in others)
+
+
+def test_crowded_labels_do_not_overlap_in_chromium(chrome: Any, server: str) -> None:
+    """The page plans where each face's label goes (layoutTags in app.js, after
+    ferlab.inference.overlay.layout_tags): in a tight row of faces whose labels are wider than
+    the faces ("#N uncertain (happy 43%)"), no label covers another label or another face's box,
+    where a lone face's label would run over its neighbour; the panels stay clear of the moved
+    labels; a lone face's label stays where it always was, on its box's top-left, above it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chrome.result(timeout=60)
+    driver.get(server + "/")
+    WebDriverWait(driver, 15).until(lambda d: "model " in d.find_element(By.ID, "model-info").text)
+
+    W, H = 640, 360
+    # 100 px faces 20 px apart, a little up and down: room for every label clear of the
+    # others, if some move
+    boxes = [[10 + k * 120, 60 + (k % 2) * 10, 100, 100] for k in range(5)]
+    faces = [_synthetic_face(b, k + 1, seed=k, uncertain=True) for k, b in enumerate(boxes)]
+    drawn = driver.execute_script(_DRAW_CROWD, faces, W, H)["drawn"]
+    # where each label was before: a lone face's label, which has not moved
+    alone = [driver.execute_script(_DRAW_CROWD, [f], W, H)["drawn"][0]["tag"] for f in faces]
+    tags = [d["tag"] for d in drawn]
+    assert len(tags) == len(faces)
+    before = sum(_covered(alone[i], [b for j, b in enumerate(boxes) if j != i]) for i in range(len(boxes)))
+    # the labels are wide enough to have run over the neighbours' labels and boxes
+    assert before > 0 and any(_overlap(a, b) for a, b in zip(alone, alone[1:])), alone
+    for i, t in enumerate(tags):
+        x, y, w, h = t
+        assert w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= W and y + h <= H, (i, t)
+        bx, by, bw, bh = boxes[i]
+        assert bx - w <= x <= bx + bw and by - h <= y <= by + bh, (i, t)  # on its own box
+        for j in range(len(tags)):
+            if j != i:
+                assert not _overlap(t, tags[j]), (i, j, tags)
+                assert not _overlap(t, boxes[j]), (i, j, tags)
+            assert not _overlap(drawn[j]["panel"]["rect"], t), (i, j, drawn[j]["panel"], tags)
+
+    # a row too tight for that: labels still cover other faces no more than they did
+    boxes = [[10 + k * 78, 60 + (k % 2) * 10, 70, 70] for k in range(8)]
+    faces = [_synthetic_face(b, k + 1, seed=k, uncertain=True) for k, b in enumerate(boxes)]
+    tags = [d["tag"] for d in driver.execute_script(_DRAW_CROWD, faces, W, H)["drawn"]]
+    alone = [driver.execute_script(_DRAW_CROWD, [f], W, H)["drawn"][0]["tag"] for f in faces]
+
+    def on_faces(ts: list[list[float]]) -> float:
+        return sum(_covered(t, [b for j, b in enumerate(boxes) if j != i]) for i, t in enumerate(ts))
+
+    def on_tags(ts: list[list[float]]) -> float:
+        return sum(_covered(t, ts[:i]) for i, t in enumerate(ts))
+
+    assert on_faces(alone) > 0 and on_tags(alone) > 0, alone
+    assert on_faces(tags) <= on_faces(alone) and on_tags(tags) <= on_tags(alone), (tags, alone)
+
+    # a lone face: its label on its box's top-left, above it, at the full font
+    one = driver.execute_script(_DRAW_CROWD, [_synthetic_face([200, 200, 150, 150], 7, seed=9, uncertain=True)],
+                                1280, 720)["drawn"]
+    x, y, w, h = one[0]["tag"]
+    lw = 4  # boxLine(u) at 1280 x 720
+    assert x == pytest.approx(200 - lw / 2) and y + h == pytest.approx(200) and h == 19 + 8 and w > 150, one[0]
+    assert not _overlap(one[0]["panel"]["rect"], one[0]["tag"])
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors

@@ -162,28 +162,102 @@ function drawStrip(ctx, dist, rect) {
   });
 }
 
+// Sizes a label is tried at, after the full one: as in overlay.py, but never below 6 px.
+const TAG_SHRINK = [0.8, 0.65];
+
+// Area of rect r that the rects in `others` cover (summed, so covering two counts twice).
+function coverArea(r, others) {
+  let a = 0;
+  for (const o of others) {
+    const iw = Math.min(r[0] + r[2], o[0] + o[2]) - Math.max(r[0], o[0]);
+    const ih = Math.min(r[1] + r[3], o[1] + o[3]) - Math.max(r[1], o[1]);
+    if (iw > 0 && ih > 0) a += iw * ih;
+  }
+  return a;
+}
+
+// Where each face's label goes, one {rect, x, y, font} per box in the boxes' order: rect is
+// the coloured background, (x, y) where the text starts (textBaseline "top") and font the
+// ctx.font to write it in. As in ferlab.inference.overlay.layout_tags: a label goes on the top
+// edge of its box, left-aligned (under the box when there is no room above), as it always
+// has, so a lone face's label does not move. In a crowd a label is often wider than its face
+// and would run over the neighbour's box or label, which makes both unreadable; so, largest
+// faces first (the ones a viewer looks at get the first choice), each label takes the first
+// of: centred or right-aligned over its box, inside the box at its top edge, the same at 0.8
+// and then 0.65 of the font, then under the box, that covers no other face's box and no
+// earlier label; failing that, the one clear of other faces covering least of earlier labels;
+// failing that (labels wider than a face and its gaps), the one covering least of other faces
+// (4x: a hidden face is worse than two labels touching) and labels. Pure but for measuring
+// text with ctx (ctx.font is left set to some label font).
+function layoutTags(ctx, W, H, boxes, texts, u = 1, font = Math.round(14 * u)) {
+  const lw = boxLine(u);
+  const m = Math.ceil(lw / 2) + 1; // a box's outline reaches this far out
+  const faces = boxes.map((b) => grow(b, m));
+  const order = boxes.map((_, i) => i).sort((a, b) => boxes[b][2] * boxes[b][3] - boxes[a][2] * boxes[a][3] || a - b);
+  const sizes = [font, ...TAG_SHRINK.map((k) => Math.max(6, Math.round(font * k)))]
+    .filter((v, k, all) => all.indexOf(v) === k); // small fonts round to the same size
+  const css = (px) => `bold ${px}px system-ui, sans-serif`;
+  const tags = new Array(boxes.length).fill(null);
+  const placed = [];
+  for (const i of order) {
+    const [bx, by, bw, bh] = boxes[i];
+    const cands = [];
+    // rect of a label at font px with its left edge at x and top at y: 4 px of padding around
+    // the text; `clamp` keeps it inside the canvas sideways (all but today's spot, unchanged)
+    const add = (px, tw, x, y, clamp = true) => {
+      const w = tw + 8;
+      if (clamp) x = Math.min(Math.max(x, 0), Math.max(0, W - w));
+      cands.push({ rect: [x, y, w, px + 8], x: x + 4, y: y + 4, font: css(px) });
+    };
+    const widths = sizes.map((px) => { ctx.font = css(px); return ctx.measureText(texts[i]).width; });
+    // today's spot first: left-aligned on the top edge, or under the box at the canvas's top
+    const up0 = by - font - 8 >= 0;
+    add(font, widths[0], bx - lw / 2, up0 ? by - font - 8 : by + bh, false);
+    // left-aligned (the outline's left edge), centred, right-aligned (the outline's right edge)
+    const xs = (w) => [bx - lw / 2, bx + bw / 2 - w / 2, bx + bw + lw / 2 - w];
+    sizes.forEach((px, k) => {
+      const w = widths[k] + 8;
+      if (by - px - 8 >= 0) for (const x of xs(w)) add(px, widths[k], x, by - px - 8);
+      for (const x of xs(w)) add(px, widths[k], x, by); // inside the box at its top edge
+    });
+    sizes.forEach((px, k) => { // under the box: the last resort before covering a neighbour
+      if (by + bh + px + 8 <= H) for (const x of xs(widths[k] + 8)) add(px, widths[k], x, by + bh);
+    });
+    const others = faces.filter((_, j) => j !== i);
+    let best = null, bestClear = null, bestAny = null;
+    for (const c of cands) {
+      const onFace = coverArea(c.rect, others), onTag = coverArea(c.rect, placed);
+      if (onFace === 0 && onTag === 0) { best = c; break; }
+      if (onFace === 0 && (!bestClear || onTag < bestClear.onTag)) bestClear = { c, onTag };
+      const cost = 4 * onFace + onTag;
+      if (!bestAny || cost < bestAny.cost) bestAny = { c, cost };
+    }
+    tags[i] = best || (bestClear ? bestClear.c : bestAny.c);
+    placed.push(tags[i].rect);
+  }
+  return tags;
+}
+
 // Draw boxes, track ids, labels and the 7-class distributions of one result onto ctx. Boxes
 // are in the pixels of the analysed image; `scale` maps them to the canvas. Returns what was
-// drawn, with each face's planned distribution as `panel`.
+// drawn, with each face's planned distribution as `panel` and its label's rect as `tag`.
 function drawFaces(ctx, faces, scale) {
   const W = ctx.canvas.width, H = ctx.canvas.height;
   const u = Math.max(0.6, Math.min(W, H * 16 / 9) / 960);
   const font = Math.round(14 * u);
   const lw = boxLine(u);
-  ctx.font = `bold ${font}px system-ui, sans-serif`;
   const items = faces.map((face) => {
     const box = face.box.map((v) => v * scale);
-    const [bx, by, bw, bh] = box;
     const uncertain = face.uncertain === true;  // drawn grey, named "uncertain", bars kept
     const pct = Math.round(face.confidence * 100);
     const text = (face.track_id === null || face.track_id === undefined ? "" : `#${face.track_id} `)
       + (uncertain ? `uncertain (${face.label} ${pct}%)` : `${face.label} ${pct}%`);
-    // the label sits on the box's top edge, or under the box at the canvas's top
-    const ty = by - font - 8 >= 0 ? by - font - 8 : by + bh;
-    const tag = [bx - lw / 2, ty, ctx.measureText(text).width + 8, font + 8];
-    return { face, box, text, tag, uncertain, color: uncertain ? UNCERTAIN_COLOR : colorOf(face.label) };
+    return { face, box, text, uncertain, color: uncertain ? UNCERTAIN_COLOR : colorOf(face.label) };
   });
-  const plan = layoutPanels(W, H, items.map((it) => it.box), items.map((it) => it.tag), u);
+  // labels are placed first (a label reads as its face's only next to it; a panel can go
+  // further away), then the panels around the boxes and labels
+  const tags = layoutTags(ctx, W, H, items.map((it) => it.box), items.map((it) => it.text), u, font);
+  const plan = layoutPanels(W, H, items.map((it) => it.box), tags.map((t) => t.rect), u);
 
   ctx.lineWidth = lw;
   for (const it of items) { ctx.strokeStyle = it.color; ctx.strokeRect(...it.box); }
@@ -193,18 +267,19 @@ function drawFaces(ctx, faces, scale) {
   });
   // labels last, the largest faces' on top
   const bySize = items.map((_, i) => i).sort((a, b) => items[a].box[2] * items[a].box[3] - items[b].box[2] * items[b].box[3] || b - a);
-  ctx.font = `bold ${font}px system-ui, sans-serif`;
   ctx.textBaseline = "top";
   for (const i of bySize) {
-    const { tag, text, color } = items[i];
+    const { text, color } = items[i];
+    const t = tags[i];
     ctx.fillStyle = color;
-    ctx.fillRect(...tag);
+    ctx.fillRect(...t.rect);
     ctx.fillStyle = "#000";
-    ctx.fillText(text, tag[0] + 4, tag[1] + 4);
+    ctx.font = t.font; // a crowded label may be written smaller
+    ctx.fillText(text, t.x, t.y);
   }
   return items.map((it, i) => ({ box: it.box, label: it.face.label, track_id: it.face.track_id,
                                  confidence: it.face.confidence, uncertain: it.uncertain, color: it.color,
-                                 panel: plan[i] }));
+                                 tag: tags[i].rect, panel: plan[i] }));
 }
 
 // Overlay canvases are drawn at their on-screen size (times the pixel ratio), not at the
