@@ -19,7 +19,6 @@ the evaluations and this script for every shipped model.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from ferlab.fileio import write_json  # noqa: E402
+from ferlab.fileio import sha256_file, write_json  # noqa: E402
 from ferlab.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from ferlab.models.hub import PRETRAINED_DIR  # noqa: E402
 
@@ -78,19 +77,20 @@ def main() -> int:
     meta = json.loads(target.with_suffix(".json").read_text()) if args.metrics_only \
         else dict(load_checkpoint(args.checkpoint).meta)
     metrics = dict(meta.get("metrics", {}))
+    weights = target if args.metrics_only else Path(args.checkpoint)
+    digest = sha256_file(weights)  # what every --eval and --calibration* must have measured
     for item in args.eval:
         key, folder = item.split("=", 1)
         measured = json.loads((Path(folder) / "metrics.json").read_text())
-        if args.metrics_only and measured["model"]["sha256"] != hashlib.sha256(target.read_bytes()).hexdigest():
+        if args.metrics_only and measured["model"]["sha256"] != digest:
             ap.error(f"{folder} evaluated other weights than {target}")
         metrics[key] = {**(metrics.get(key, {}) if key == "val" else {}), **summarise(measured, Path(folder))}
     meta["metrics"] = metrics
-    weights = target if args.metrics_only else Path(args.checkpoint)
     for key, file, tta in (("calibration", args.calibration, None), ("calibration_tta", args.calibration_tta, "flip")):
         if not file:
             continue
         cal = json.loads(Path(file).read_text())
-        if cal["model"]["sha256"] != hashlib.sha256(weights.read_bytes()).hexdigest():
+        if cal["model"]["sha256"] != digest:
             ap.error(f"{file} was fitted for other weights than {weights}")
         if cal.get("tta") != tta:
             ap.error(f"{file} was fitted with tta {cal.get('tta')}, --{key.replace('_', '-')} needs {tta}")

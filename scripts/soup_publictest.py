@@ -17,8 +17,8 @@ least as accurate on PublicTest. Averaged weights leave BatchNorm's running stat
 averages of statistics, not statistics of the averaged network, so each soup is measured twice:
 as averaged, and with the statistics re-estimated on the un-augmented training faces
 (``torch.optim.swa_utils.update_bn``, as SWA does); the variant with the higher PublicTest
-accuracy is kept. PrivateTest is never read: ``scripts/ship_model.py`` and
-``scripts/evaluate_shipped.sh`` measure the chosen soup as every shipped model is measured.
+accuracy is kept. PrivateTest is never read here; ``ferlab evaluate --model OUT/best.safetensors``
+measures the chosen soup as every model is measured (benchmarks/results-soup-eval.txt).
 
 Writes OUT/best.safetensors + best.json (float32; the sidecar records the members, the choice
 table and the rule) and prints the table (benchmarks/results-soup-val.txt keeps it).

@@ -15,6 +15,7 @@ the same seven rows, or a thin stacked strip under (or just inside) its box.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -90,7 +91,10 @@ class _Geometry:
         return self.pad * 3 + self.name_w + self.bar_w, self.pad * 2 + self.row * self.rows
 
 
-def _geometry(names: Sequence[str], u: float, scale: float = 1.0) -> _Geometry:
+@functools.lru_cache(maxsize=64)
+def _geometry(names: tuple[str, ...], u: float, scale: float = 1.0) -> _Geometry:
+    """Cached: the same few (classes, frame size, scale) recur on every frame of a stream, and
+    measuring the longest class name is the costly part."""
     su = u * scale
     fs = max(0.33, 0.5 * u) if scale == 1.0 else max(0.25, max(0.33, 0.5 * u) * scale)
     thick = 1 if su < 1.6 else 2
@@ -245,7 +249,7 @@ def layout_panels(frame_shape: tuple[int, ...], boxes: Sequence[Sequence[int]], 
         elif labels and labels[i][1] >= y + bh - 1:  # or under it
             bottom = max(bottom, labels[i][1] + labels[i][3])
         for kind, scale in (("full", 1.0), ("small", SMALL_SCALE)):
-            g = _geometry(names, u, scale)
+            g = _geometry(tuple(names), u, scale)
             pw, ph = g.size
             cands = _candidates(frame_shape, rects[i], top, bottom, pw, ph, g.pad)
             free = np.flatnonzero(~_hits(cands, blocked))
@@ -297,7 +301,7 @@ def _darken(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, alpha: float = 
 def _draw_panel(img: np.ndarray, face: Face, panel: Panel, u: float) -> None:
     """The dark panel: every class name, the top one in white, and its bar."""
     probs, names = face.display_probs, list(face.class_names)
-    g = _geometry(names, u, panel.scale)
+    g = _geometry(tuple(names), u, panel.scale)
     px, py, pw, ph = panel.rect
     _darken(img, px, py, px + pw, py + ph)
     top = int(np.argmax(probs))
