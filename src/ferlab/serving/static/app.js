@@ -203,16 +203,17 @@ function layoutTags(ctx, W, H, boxes, texts, u = 1, font = Math.round(14 * u)) {
     const [bx, by, bw, bh] = boxes[i];
     const cands = [];
     // rect of a label at font px with its left edge at x and top at y: 4 px of padding around
-    // the text; `clamp` keeps it inside the canvas sideways (all but today's spot, unchanged)
-    const add = (px, tw, x, y, clamp = true) => {
+    // the text, kept inside the canvas sideways (as the video overlay does), so a face at the
+    // right edge does not have its label cut off
+    const add = (px, tw, x, y) => {
       const w = tw + 8;
-      if (clamp) x = Math.min(Math.max(x, 0), Math.max(0, W - w));
+      x = Math.min(Math.max(x, 0), Math.max(0, W - w));
       cands.push({ rect: [x, y, w, px + 8], x: x + 4, y: y + 4, font: css(px) });
     };
     const widths = sizes.map((px) => { ctx.font = css(px); return ctx.measureText(texts[i]).width; });
     // today's spot first: left-aligned on the top edge, or under the box at the canvas's top
     const up0 = by - font - 8 >= 0;
-    add(font, widths[0], bx - lw / 2, up0 ? by - font - 8 : by + bh, false);
+    add(font, widths[0], bx - lw / 2, up0 ? by - font - 8 : by + bh);
     // left-aligned (the outline's left edge), centred, right-aligned (the outline's right edge)
     const xs = (w) => [bx - lw / 2, bx + bw / 2 - w / 2, bx + bw + lw / 2 - w];
     sizes.forEach((px, k) => {
