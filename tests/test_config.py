@@ -245,3 +245,17 @@ def test_choices_are_exactly_what_the_trainer_implements() -> None:
         lrs = [sched.lr(e, s) for e in range(10) for s in range(5)]
         assert all(0 < v <= cfg["train"]["lr"] for v in lrs) and lrs == [lr_at(cfg, e, s, 5) for e in range(10)
                                                                         for s in range(5)]
+
+
+def test_settings_difference_names_the_first_setting_that_changes_a_run() -> None:
+    """What ``--resume`` and the experiments suite compare: every setting but where the data lies
+    and how many threads read it; a nested or missing key is named by its dotted path."""
+    from ferlab.config import run_settings, settings_difference
+
+    base = make_config(overrides=["model.name=fernet"])
+    moved = make_config(overrides=["model.name=fernet", "data.root=/elsewhere", "train.threads=1"])
+    assert settings_difference(base, moved) is None and run_settings(base) == run_settings(moved)
+    assert "root" not in run_settings(moved)["data"] and "root" in moved["data"]  # the input is not changed
+    assert settings_difference(base, make_config(overrides=["model.name=fernet", "augment.scale=[0.9,1.1]"])) == \
+        "augment.scale: was [1.0, 1.0], now [0.9, 1.1]"
+    assert settings_difference({"train": {"lr": 1e-3}}, {"train": {}}) == "train.lr: was 0.001, now None"

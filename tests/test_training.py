@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from conftest import TINY_MODEL_CFG
 from ferlab.config import make_config
+from ferlab.errors import FerlabError
 from ferlab.training.augment import affine, augment_batch, random_erasing
 from ferlab.training.callbacks import Callback, StopAfter
 from ferlab.training.loss import WeightedLabelSmoothingCE, smoothed_targets
@@ -148,8 +149,6 @@ def test_init_from_starts_from_a_trained_checkpoint(tiny_checkpoint: Path, tmp_p
     refused with the key that differs."""
     from ferlab.models import load_checkpoint
     from ferlab.training.build import init_weights
-
-    from ferlab.errors import FerlabError
     from ferlab.models.factory import create_from_config
 
     ckpt = load_checkpoint(tiny_checkpoint)
@@ -296,6 +295,27 @@ def test_resuming_a_finished_run_trains_no_more(synthetic_csv: Path, tmp_path: P
     assert s["epochs_run"] == 2
     after = _weights(out / "last.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_resuming_with_other_settings_is_refused_and_leaves_the_run_as_it_was(synthetic_csv: Path,
+                                                                             tmp_path: Path) -> None:
+    """``--resume`` with a changed recipe (here the epoch count, which moves the cosine LR curve)
+    would mix two runs in one checkpoint: it is refused, naming the setting, before anything is
+    written; settings that do not change what a run learns (threads) may differ."""
+    from ferlab.training.trainer import train
+
+    cfg = _tiny_cfg(synthetic_csv, epochs=2)
+    out = tmp_path / "run"
+    train(copy.deepcopy(cfg), out=out, device="cpu", progress=False, callbacks=[StopAfter(1)])
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    other = copy.deepcopy(cfg)
+    other["train"]["epochs"] = 3
+    with pytest.raises(FerlabError, match=r"other settings \(train\.epochs: was 2, now 3\)"):
+        train(other, out=out, device="cpu", progress=False, resume=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files
+    same = copy.deepcopy(cfg)
+    same["train"]["threads"] = 2
+    assert train(same, out=out, device="cpu", progress=False, resume=True)["epochs_run"] == 2
 
 
 class _Recorder(Callback):

@@ -12,6 +12,7 @@ the trainer, ``config.json`` and checkpoint sidecars hold).
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from .config_schema import (OPTIMIZERS, SCHEDULERS, SECTIONS, SELECT_METRICS, Au
 from .errors import FerlabError
 
 __all__ = ["DEFAULTS", "OPTIMIZERS", "SCHEDULERS", "SELECT_METRICS", "AugmentConfig", "Config", "DataConfig",
-           "TrainConfig", "apply_overrides", "load_yaml", "make_config", "parse_override", "validate_config"]
+           "TrainConfig", "apply_overrides", "load_yaml", "make_config", "parse_override", "run_settings",
+           "settings_difference", "validate_config"]
 
 DEFAULTS: dict[str, Any] = Config().model_dump()
 
@@ -177,3 +179,30 @@ def make_config(path: str | Path | None = None, overrides: list[str] | None = No
         blame = _apply(cfg, list(overrides))
         cfg = validate_config(cfg, "override", blame=blame)
     return cfg
+
+
+# Where the data lies, how it is read and how many CPU threads train on it do not change what a
+# run learns, so a run may be resumed (or found finished) with other values of these.
+_NOT_RUN_SETTINGS = {"data": ("root", "skip_bad", "ferplus"), "train": ("threads", "device")}
+
+
+def run_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a config that define a run's result, in a JSON-comparable form."""
+    c = json.loads(json.dumps(cfg))
+    for section, keys in _NOT_RUN_SETTINGS.items():
+        for k in keys:
+            c.get(section, {}).pop(k, None)
+    return c
+
+
+def settings_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The first setting in which two configs' runs differ ("train.lr: was 0.002, now 0.001"),
+    or None when resuming one with the other continues the same run."""
+    a, b = run_settings(old), run_settings(new)
+    if a == b:
+        return None
+    path = ""
+    while isinstance(a, dict) and isinstance(b, dict):
+        k = next(k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+        a, b, path = a.get(k), b.get(k), f"{path}.{k}" if path else k
+    return f"{path}: was {a!r}, now {b!r}"

@@ -20,7 +20,6 @@ Why it is built this way:
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import subprocess
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import settings_difference
 from ..errors import FerlabError
 from ..fileio import write_json
 from .exp15 import run_exp15, smoothing_metrics  # noqa: F401 - re-exported
@@ -129,18 +129,6 @@ def effective_config(stem: str, seed: int, opts: SuiteOptions) -> dict[str, Any]
         cfg["model"]["pretrained"] = opts.pretrained  # scratch models stay "none"
     cfg["data"]["root"] = opts.data
     return cfg
-
-
-def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config that define a run's result (not where the data lies or how many
-    CPU threads it used)."""
-    c = copy.deepcopy(cfg)
-    c.get("data", {}).pop("root", None)
-    c.get("data", {}).pop("skip_bad", None)
-    c.get("data", {}).pop("ferplus", None)
-    c.get("train", {}).pop("threads", None)
-    c.get("train", {}).pop("device", None)
-    return c
 
 
 def check_pretrained(configs: list[dict[str, Any]]) -> None:
@@ -297,23 +285,14 @@ def _status(run_dir: Path, cfg: dict[str, Any]) -> str:
     """done | resume | new, refusing a folder that holds a run of other settings."""
     stored = run_dir / "config.json"
     if stored.is_file():
-        old = json.loads(stored.read_text())
-        if _comparable(old) != _comparable(json.loads(json.dumps(cfg))):
-            diff = _first_difference(_comparable(old), _comparable(json.loads(json.dumps(cfg))))
+        diff = settings_difference(json.loads(stored.read_text()), cfg)
+        if diff:
             raise FerlabError(f"{run_dir} holds a run with other settings ({diff}); use another --out or "
                               f"delete that folder")
     res = run_dir / RESULT
     if res.is_file() and json.loads(res.read_text()).get("complete"):
         return "done"
     return "resume" if (run_dir / "last_state.pt").is_file() else "new"
-
-
-def _first_difference(a: Any, b: Any, path: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-    return f"{path}: was {a!r}, now {b!r}"
 
 
 def _say(msg: str) -> None:

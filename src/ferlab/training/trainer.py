@@ -15,6 +15,7 @@ Design choices that matter for results:
 """
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Iterable
@@ -23,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ..config import validate_config
+from ..config import settings_difference, validate_config
 from ..constants import CLASS_NAMES
 from ..data import FerData
 from ..device import resolve_device
@@ -125,6 +126,12 @@ def train(cfg: dict[str, Any], *, out: str | Path | None = None, device: str | N
     out_dir = Path(out or Path("runs") / cfg["name"])
     if dist.main and not resume and (out_dir / "last.safetensors").exists():
         raise FerlabError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and (out_dir / "config.json").is_file():
+        # resuming with other settings would mix two recipes in one checkpoint, silently
+        diff = settings_difference(json.loads((out_dir / "config.json").read_text()), cfg)
+        if diff:
+            raise FerlabError(f"{out_dir} holds a run with other settings ({diff}); resume it with the "
+                              f"settings it was started with, or choose another --out")
     run = build_run(cfg, dist, data)
     state = TrainState(cfg, out_dir, main=dist.main)
     if resume:
