@@ -28,17 +28,15 @@ from ferlab.evaluation.calibration import calibration_metrics  # noqa: E402
 from ferlab.evaluation.predict import predict_logits  # noqa: E402
 from ferlab.evaluation.uncertainty import calibrated_probs, fit_temperature  # noqa: E402
 from ferlab.models import load_checkpoint  # noqa: E402
-from ferlab.models.hub import resolve_model  # noqa: E402
-
-DEFAULT = ["fernet", "fernet_votesmooth", "fernet_distill", "fernet_distill2", "resnet18"]
-
+from ferlab.models.hub import fer2013_models, resolve_model  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="FER2013 folder or CSV (default $FERLAB_DATA)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the split into halves")
-    ap.add_argument("models", nargs="*", default=DEFAULT)
+    ap.add_argument("models", nargs="*", help="default: every shipped FER2013 model as trained (hub.fer2013_models)")
     args = ap.parse_args(argv)
+    args.models = args.models or fer2013_models()
     fer = resolve_data(args.data)
     val = fer.split("val")
     votes = split_votes(val, load_ferplus(fer))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call: train the thesis ResNet-18 on the GPU and bring back fp16 weights + logs.
-# Run from the repo root there, with .devdata/fer2013.npz carried (scripts/pack_data.py).
+# Run from the repo root there, with .devdata/fer2013.npz carried (scripts/pack_data.py); the
+# call fits in 64 MiB only after `bash scripts/device_tree.sh slim` (restore it afterwards).
 #   TRAIN_SECONDS: hard cap on training time (the best-on-PublicTest checkpoint so far is kept)
 set -u
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"

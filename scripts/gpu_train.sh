@@ -9,10 +9,13 @@
 #        .venv/bin/python scripts/pack_data.py
 #  2. Rehearse on the CPU (1 epoch, small subsets, same code path; ~5-10 min on the busy 2-core box):
 #        FERLAB_GPU_REHEARSAL=1 bash scripts/gpu_train.sh
-#  3. One device call (tool `run`):
+#  3. One device call (tool `run`). A call carries at most 64 MiB and the shipped weights alone are
+#     more, so untrack them first (they stay on disk) and check the size, then track them again:
+#        bash scripts/device_tree.sh slim && bash scripts/device_tree.sh size .devdata
 #        command:   bash scripts/gpu_train.sh
 #        carry:     [".devdata"]
 #        timeout_s: 600
+#        bash scripts/device_tree.sh restore      (before any commit)
 #     No wheels are needed: the GPU image ('cuda', KINDS.md) has python3 3.12 with torch 2.11,
 #     torchvision 0.26, numpy, safetensors, pyyaml, tqdm, opencv-python-headless, scikit-learn and
 #     matplotlib, and ferlab runs from PYTHONPATH=src. If the import check below fails there, fetch

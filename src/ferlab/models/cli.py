@@ -26,11 +26,16 @@ def run_models(args: argparse.Namespace) -> int:
     default = default_model().name
     w = max(12, *(len(m.name) + 1 for m in models))
     print(f"{'name':<{w}} {'architecture':<18} {'val acc':>8} {'test acc':>9} {'test-all':>9} {'size':>8}  file")
+    fmt = lambda v: f"{100 * v:.2f}%" if v is not None else "-"  # noqa: E731
     for m in models:
-        fmt = lambda v: f"{100 * v:.2f}%" if v is not None else "-"  # noqa: E731
         star = " (default)" if m.name == default else ""
-        print(f"{m.name:<{w}} {m.arch:<18} {fmt(m.accuracy('val')):>8} {fmt(m.accuracy('test')):>9} "
+        val = fmt(m.accuracy("val")) + ("*" if m.selection_accuracy() != m.accuracy("val") else "")
+        print(f"{m.name:<{w}} {m.arch:<18} {val:>8} {fmt(m.accuracy('test')):>9} "
               f"{fmt(m.accuracy('test-all')):>9} {m.path.stat().st_size / 1e6:>6.1f}MB  {m.path}{star}")
     print("val = FER2013 PublicTest (used for selection); test = PrivateTest; test-all = all 7,178 test images")
+    for m in models:
+        if m.selection_accuracy() != m.accuracy("val"):
+            print(f"* {m.name} was fitted on PublicTest (ferlab recalibrate): selection uses its accuracy on held-out "
+                  f"halves of PublicTest, {fmt(m.selection_accuracy())}")
     return 0
 
