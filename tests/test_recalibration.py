@@ -107,6 +107,12 @@ def test_recalibrate_command_writes_a_folded_checkpoint_and_leaves_the_source(
     z_new = predict_logits(new.model, faces, new.mean, new.std, device="cpu").numpy()
     assert z_new == pytest.approx(apply_vector_scaling(z, rc["w"], rc["b"]), abs=1e-4)
 
+    # writing over the source would lose it
+    assert main(["recalibrate", "--model", str(tiny_checkpoint), "--data", str(fer_root),
+                 "--out", str(tiny_checkpoint.with_suffix("")), "--device", "cpu"]) == 2
+    assert "is the model being recalibrated" in capsys.readouterr().err
+    assert sha256_file(tiny_checkpoint) == source_hash
+
     # recalibrating twice would fit the map on top of a map fitted on the same faces
     assert main(["recalibrate", "--model", str(out), "--data", str(fer_root), "--out", str(tmp_path / "x"),
                  "--device", "cpu"]) == 2

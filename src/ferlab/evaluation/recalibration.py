@@ -136,12 +136,14 @@ def recalibrate(model: Any = None, data: Any = None, *, out: str | Path, batch_s
     ``recalibration``: method, w, b, the source's hash and the :func:`cross_fitted` estimate.
     ``half`` (default: as the source) stores float16 weights. Returns that block plus ``out``."""
     from ..fileio import sha256_file
-    from ..models.checkpoint import load_checkpoint, save_checkpoint
+    from ..models.checkpoint import _paths, load_checkpoint, save_checkpoint
     from ..models.hub import resolve_model
     from .predict import predict_logits
     from .run import data_fingerprint, resolve_data, resolve_device
 
     wpath = resolve_model(model)
+    if _paths(out)[0].resolve() == wpath.resolve():
+        raise FerlabError(f"--out {out} is the model being recalibrated; write the new checkpoint elsewhere")
     device = resolve_device(device)
     ckpt = load_checkpoint(wpath, map_location=device)
     if "recalibration" in ckpt.meta:
