@@ -56,9 +56,8 @@ def ms_per_face(text: str) -> dict[tuple[str, int], float]:
 def val_accuracy(m: ShippedModel) -> str:
     """PublicTest accuracy; for a model whose last layer was fitted on PublicTest (``ferlab
     recalibrate``) also the held-out estimate, which is what chose the default."""
-    held = m.meta.get("recalibration", {}).get("cross_fitted", {}).get("with", {}).get("accuracy")
     shown = pct(metric(m, "val"))
-    return shown if held is None else f"{shown} (fitted on it; held out {pct(held)})"
+    return shown if m.held_out_accuracy is None else f"{shown} (fitted on it; held out {pct(m.held_out_accuracy)})"
 
 
 def parameters(m: ShippedModel) -> int:

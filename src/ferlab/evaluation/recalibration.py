@@ -27,13 +27,9 @@ import numpy as np
 
 from ..errors import FerlabError
 from .calibration import calibration_metrics
+from .uncertainty import calibrated_probs
 
 METHOD = "vector scaling (Guo et al. 2017): z'_c = w_c z_c + b_c, fitted by NLL on PublicTest's FER2013 labels"
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def apply_vector_scaling(logits: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -46,6 +42,7 @@ def fit_vector_scaling(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarr
     identity (w = 1, b = 0), gradient-based (SciPy L-BFGS-B, analytic gradient). The problem is
     convex in (w, b), so the start does not decide the answer."""
     from scipy.optimize import minimize
+    from scipy.special import log_softmax
 
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
@@ -56,7 +53,7 @@ def fit_vector_scaling(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarr
 
     def loss_and_grad(p: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = p[:c], p[c:]
-        logp = _log_softmax(z * w + b)
+        logp = log_softmax(z * w + b, axis=1)
         g = np.exp(logp)
         g[rows, y] -= 1.0
         g /= n
@@ -66,16 +63,8 @@ def fit_vector_scaling(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarr
     return res.x[:c].copy(), res.x[c:].copy()
 
 
-def _probs(logits: np.ndarray) -> np.ndarray:
-    """softmax on the last axis; (2, N, C) flip-TTA logits give the mean of the two views'."""
-    z = np.asarray(logits, dtype=np.float64)
-    if z.ndim == 3:
-        return np.mean([np.exp(_log_softmax(v)) for v in z], axis=0)
-    return np.exp(_log_softmax(z))
-
-
 def _scores(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    p = _probs(logits)
+    p = calibrated_probs(logits)  # (2, N, C) flip-TTA logits: the mean of the two views' softmaxes
     m = calibration_metrics(labels, p)
     return {"accuracy": float((p.argmax(1) == labels).mean()), "ece": m["ece"], "nll": m["nll"]}
 
@@ -113,17 +102,14 @@ def fold_into_head(model: Any, w: np.ndarray, b: np.ndarray) -> Any:
 
     head = getattr(model, "head", None)
     last = head[-1] if isinstance(head, nn.Sequential) and len(head) else None
-    if not isinstance(last, nn.Linear) or last.out_features != len(w):
+    if not isinstance(last, nn.Linear) or last.out_features != len(w) or last.bias is None:
         raise FerlabError("vector scaling can only be folded into a model whose head ends in a "
-                          f"Linear layer with {len(w)} outputs")
+                          f"Linear layer with {len(w)} outputs and a bias")
     with torch.no_grad():
         wt = torch.as_tensor(np.asarray(w), dtype=last.weight.dtype, device=last.weight.device)
         bt = torch.as_tensor(np.asarray(b), dtype=last.weight.dtype, device=last.weight.device)
         last.weight.mul_(wt[:, None])
-        if last.bias is None:
-            last.bias = nn.Parameter(bt.clone())
-        else:
-            last.bias.mul_(wt).add_(bt)
+        last.bias.mul_(wt).add_(bt)
     return model
 
 

@@ -29,13 +29,13 @@ def run_models(args: argparse.Namespace) -> int:
     fmt = lambda v: f"{100 * v:.2f}%" if v is not None else "-"  # noqa: E731
     for m in models:
         star = " (default)" if m.name == default else ""
-        val = fmt(m.accuracy("val")) + ("*" if m.selection_accuracy() != m.accuracy("val") else "")
+        val = fmt(m.accuracy("val")) + ("*" if m.held_out_accuracy is not None else "")
         print(f"{m.name:<{w}} {m.arch:<18} {val:>8} {fmt(m.accuracy('test')):>9} "
               f"{fmt(m.accuracy('test-all')):>9} {m.path.stat().st_size / 1e6:>6.1f}MB  {m.path}{star}")
     print("val = FER2013 PublicTest (used for selection); test = PrivateTest; test-all = all 7,178 test images")
     for m in models:
-        if m.selection_accuracy() != m.accuracy("val"):
+        if m.held_out_accuracy is not None:
             print(f"* {m.name} was fitted on PublicTest (ferlab recalibrate): selection uses its accuracy on held-out "
-                  f"halves of PublicTest, {fmt(m.selection_accuracy())}")
+                  f"halves of PublicTest, {fmt(m.held_out_accuracy)}")
     return 0
 

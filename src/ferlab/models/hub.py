@@ -29,13 +29,19 @@ class ShippedModel:
         value = self.meta.get("metrics", {}).get(split, {}).get("accuracy")
         return float(value) if value is not None else None
 
+    @property
+    def held_out_accuracy(self) -> float | None:
+        """For a model whose last layer was fitted on PublicTest (``ferlab recalibrate``): its
+        accuracy on halves of PublicTest held out from the fit (``recalibration.cross_fitted``),
+        since its own PublicTest accuracy is in-sample and flatters it; None for any other model."""
+        value = self.meta.get("recalibration", {}).get("cross_fitted", {}).get("with", {}).get("accuracy")
+        return float(value) if value is not None else None
+
     def selection_accuracy(self) -> float | None:
-        """The PublicTest accuracy that choosing between shipped models may use. For a model whose
-        last layer was fitted on PublicTest (``ferlab recalibrate``) its own PublicTest accuracy
-        is in-sample and flatters it, so the held-out estimate made on PublicTest alone stands in
-        (``recalibration.cross_fitted``); every other model is taken at its PublicTest accuracy."""
-        held_out = self.meta.get("recalibration", {}).get("cross_fitted", {}).get("with", {}).get("accuracy")
-        return float(held_out) if held_out is not None else self.accuracy("val")
+        """The PublicTest accuracy that choosing between shipped models may use: the held-out
+        estimate where there is one, else the model's PublicTest accuracy."""
+        held_out = self.held_out_accuracy
+        return held_out if held_out is not None else self.accuracy("val")
 
 
 def shipped_models() -> list[ShippedModel]:
