@@ -88,7 +88,8 @@ def calibration_faces(n: int, seed: int, split: str = "train", prefix: str | Non
 
 def bench_classifier(models: dict[str, Any], work: Path, rows: list[dict[str, Any]],
                      threads: int | None) -> dict[str, Path]:
-    from ferlab.inference.backends import OnnxBackend, TorchBackend, softmax
+    from ferlab.inference.backends import OnnxBackend, TorchBackend
+    from ferlab.probabilities import softmax
     from ferlab.inference.export import export_onnx, normalise_faces
 
     from ferlab.inference.export import CALIBRATION_COUNT

@@ -1,18 +1,18 @@
 #!/usr/bin/env python3
-"""Write the ONNX twin of every shipped model: src/ferlab/pretrained/NAME.onnx.
+"""Put zoo models in the box: zoo/ZOO_NAME.safetensors -> src/ferlab/pretrained/BOX_NAME.onnx + .json.
 
-    .venv/bin/python scripts/export_shipped_onnx.py [--check] [NAME ...]   (default: every shipped model)
+    .venv/bin/python scripts/export_shipped_onnx.py fer2013=fernet_distill2_vs   # (re)make one
+    .venv/bin/python scripts/export_shipped_onnx.py                              # remake every box model
+    .venv/bin/python scripts/export_shipped_onnx.py --check                      # exit 1 if one is stale
 
-The core install (``pip install ferlab``, no PyTorch) runs the shipped models from these files
-with ONNX Runtime, so they must compute what the safetensors checkpoints compute. Each file
-records the SHA-256 of the checkpoint it was made from (metadata ``source_sha256``), the class
-names and Eq. (27)'s mean/std; tests/test_shipped_onnx.py checks both.
-
-A checkpoint stored as float16 (``resnet18``) is exported with its weights stored as float16
-too, each followed by a Cast to float32: ONNX Runtime folds the casts when it loads the model,
-so it computes in float32 on exactly the checkpoint's values (lossless, since the checkpoint is
-loaded into PyTorch the same way) at half the file size. float32 checkpoints stay float32.
-``--check`` exits 1 when a file is missing or was made from other weights.
+A model in the box is one ONNX file (the weights, stored once) and its sidecar, a copy of the zoo
+checkpoint's with ``zoo_name`` added. The ONNX file is exported without constant folding, so every
+tensor of the state dict keeps its name and PyTorch reads the same file back
+(ferlab.models.checkpoint.state_dict_from_onnx); float weights that float16 holds exactly (all of
+them for a checkpoint stored in float16) are stored as float16, each followed by a Cast to
+float32 that ONNX Runtime folds at load time, so it computes in float32 on exactly the
+checkpoint's values at half the size. The file records the SHA-256 of the checkpoint it was
+made from (metadata ``source_sha256``); ``--check`` compares it and the sidecar with the zoo.
 """
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from ferlab.fileio import write_bytes  # noqa: E402
-from ferlab.models.hub import ShippedModel, shipped_models  # noqa: E402
+from ferlab.models.hub import PRETRAINED_DIR, shipped_models  # noqa: E402
+
+ZOO = REPO / "zoo"
 
 
 def sha256(path: Path) -> str:
@@ -89,44 +91,57 @@ def unfolded(model: object, like: bytes) -> bytes:
     return proto.SerializeToString()
 
 
-def export(m: ShippedModel) -> Path:
+def export(box_name: str, zoo_name: str) -> Path:
+    import json
+
+    from ferlab.fileio import write_json
     from ferlab.inference.onnx_format import export_bytes
     from ferlab.models.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(m.path)
-    data = export_bytes(ckpt, extra={"name": m.name, "source_sha256": sha256(m.path),
-                                     "source": f"ferlab/pretrained/{m.path.name}"})
-    if m.meta.get("dtype") == "float16":
-        data = store_weights_as_fp16(unfolded(ckpt.model, data))
-    target = m.path.with_suffix(".onnx")
+    source = ZOO / f"{zoo_name}.safetensors"
+    ckpt = load_checkpoint(source)
+    data = export_bytes(ckpt, extra={"name": box_name, "source_sha256": sha256(source),
+                                     "source": f"zoo/{source.name}"})
+    data = store_weights_as_fp16(unfolded(ckpt.model, data))
+    target = PRETRAINED_DIR / f"{box_name}.onnx"
     write_bytes(target, data)
+    write_json(target.with_suffix(".json"), {**json.loads(source.with_suffix(".json").read_text()), "zoo_name": zoo_name})
     return target
+
+
+def stale(box_name: str, zoo_name: str) -> bool:
+    import json
+
+    from ferlab.inference.onnx_format import read_metadata
+
+    onnx_path, source = PRETRAINED_DIR / f"{box_name}.onnx", ZOO / f"{zoo_name}.safetensors"
+    if not onnx_path.is_file() or not source.is_file():
+        return True
+    sidecar = json.loads(onnx_path.with_suffix(".json").read_text())
+    sidecar.pop("zoo_name", None)
+    return (read_metadata(onnx_path).get("source_sha256") != sha256(source)
+            or sidecar != json.loads(source.with_suffix(".json").read_text()))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--check", action="store_true", help="exit 1 if an ONNX file is missing or stale")
-    ap.add_argument("names", nargs="*", help="only these shipped models")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a box model is missing or stale")
+    ap.add_argument("pairs", nargs="*", metavar="BOX_NAME=ZOO_NAME", help="default: every box model, from its zoo_name")
     args = ap.parse_args(argv)
-    stale = []
-    unknown = set(args.names) - {m.name for m in shipped_models()}
-    if unknown:
-        ap.error(f"not shipped: {', '.join(sorted(unknown))}")
-    for m in shipped_models():
-        if args.names and m.name not in args.names:
-            continue
-        onnx_path = m.path.with_suffix(".onnx")
-        if args.check:
-            from ferlab.inference.onnx_format import read_metadata
-
-            if not onnx_path.is_file() or read_metadata(onnx_path).get("source_sha256") != sha256(m.path):
-                stale.append(m.name)
-            continue
-        path = export(m)
-        print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size / 1e6:.1f} MB)")
-    if stale:
-        print("missing or stale ONNX (run scripts/export_shipped_onnx.py): " + ", ".join(stale))
-        return 1
+    pairs = [tuple(p.split("=", 1)) for p in args.pairs]
+    if any(len(p) != 2 for p in pairs):
+        ap.error("give BOX_NAME=ZOO_NAME pairs")
+    if not pairs:
+        pairs = [(m.name, str(m.meta.get("zoo_name", ""))) for m in shipped_models()]
+    if args.check:
+        bad = [box for box, zoo in pairs if stale(box, zoo)]
+        if bad:
+            print("missing or stale box models (run scripts/export_shipped_onnx.py): " + ", ".join(bad))
+            return 1
+        return 0
+    for box, zoo in pairs:
+        path = export(box, zoo)
+        print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size / 1e6:.1f} MB) from zoo/{zoo}.safetensors")
     return 0
 
 

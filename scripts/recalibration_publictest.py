@@ -6,7 +6,7 @@
 For each model, without and with flip TTA: accuracy, ECE and NLL against FER2013's labels on
 held-out halves of PublicTest (``ferlab.evaluation.recalibration.cross_fitted``: the map is
 fitted on one random half and scored on the other, both ways, 10 seeds), without and with
-vector scaling. ``ferlab recalibrate`` prints the same estimate for one model; this table is
+vector scaling. ``ferlab calibrate --method vector`` prints the same estimate for one model; this table is
 what chose the model it was run on. PrivateTest is never read.
 """
 from __future__ import annotations

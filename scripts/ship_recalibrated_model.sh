@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 12: fit vector scaling for a shipped FER2013 model on PublicTest (`ferlab recalibrate`),
+# Issue 12: fit vector scaling for a shipped FER2013 model on PublicTest (`ferlab calibrate --method vector`),
 # ship the folded network as a new model, then measure it as every shipped model is measured
 # (scripts/evaluate_shipped.sh), write its ONNX twin and regenerate README/MODEL_CARD.
 # Which source: the best held-out PublicTest accuracy after vector scaling without TTA in
@@ -12,7 +12,7 @@ NAME=${2:-${SOURCE}_vs}
 DATA=${3:-../shared/data/fer2013}
 PY=${PYTHON:-.venv/bin/python}
 ckpt=runs/recalibrated/$NAME.safetensors
-$PY -m ferlab recalibrate --model "$SOURCE" --data "$DATA" --out "$ckpt"
+$PY -m ferlab calibrate --method vector --model "$SOURCE" --data "$DATA" --out "$ckpt"
 $PY scripts/ship_model.py --checkpoint "$ckpt" --name "$NAME" --half \
   --note "the shipped $SOURCE with vector scaling fitted on PublicTest's FER2013 labels and folded into its last layer: bash scripts/ship_recalibrated_model.sh $SOURCE $NAME; no training"
 $PY scripts/export_shipped_onnx.py "$NAME"

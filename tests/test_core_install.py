@@ -27,29 +27,34 @@ def _shipped() -> list[str]:
     return [m.name for m in shipped_models()]
 
 
-def test_onnx_twins_were_made_from_the_shipped_checkpoints() -> None:
+def test_box_models_were_made_from_their_zoo_checkpoints() -> None:
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "export_shipped_onnx.py"), "--check"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("name", _shipped())
-def test_onnx_twin_computes_what_the_checkpoint_computes(name: str, fer_data) -> None:
+def test_box_model_computes_what_its_checkpoint_computes(name: str, fer_data) -> None:
+    """ONNX Runtime on the box's file = PyTorch on the zoo checkpoint = PyTorch on the box's file."""
     from ferlab.evaluation.predict import predict_probs
-    from ferlab.inference.backends import OnnxBackend, softmax
+    from ferlab.inference.backends import OnnxBackend
+    from ferlab.probabilities import softmax
     from ferlab.models.checkpoint import load_checkpoint
-    from ferlab.models.hub import resolve_model, shipped_onnx
+    from ferlab.models.hub import resolve_model, shipped_models
     from ferlab.preprocessing import faces_to_input
 
-    weights = resolve_model(name)
+    box = resolve_model(name)
+    zoo = REPO / "zoo" / f"{next(m for m in shipped_models() if m.name == name).meta['zoo_name']}.safetensors"
     faces = np.ascontiguousarray(fer_data.split("test").images[:700])
-    ckpt = load_checkpoint(weights)
+    ckpt = load_checkpoint(zoo)
     p_torch = predict_probs(ckpt.model, faces, ckpt.mean, ckpt.std)
-    p_onnx = softmax(OnnxBackend(shipped_onnx(weights))(faces_to_input(faces, ckpt.mean, ckpt.std)))
+    p_box_torch = predict_probs(load_checkpoint(box).model, faces, ckpt.mean, ckpt.std)
+    p_onnx = softmax(OnnxBackend(box)(faces_to_input(faces, ckpt.mean, ckpt.std)))
     dp = float(np.abs(p_torch - p_onnx).max())
-    print(f"{name}: max |dp| ONNX twin vs checkpoint on 700 PrivateTest faces = {dp:.2e}")
+    print(f"{name}: max |dp| ONNX Runtime vs zoo checkpoint on 700 PrivateTest faces = {dp:.2e}")
     assert dp < 1e-5
     assert (p_torch.argmax(1) == p_onnx.argmax(1)).all()
+    assert np.array_equal(p_torch, p_box_torch)  # PyTorch reads the very same tensors out of the ONNX file
 
 
 def _run_without_torch(code: str) -> subprocess.CompletedProcess[str]:

@@ -223,14 +223,13 @@ def test_stream_api_yields_frames(clip: Path, tiny_checkpoint: Path) -> None:
     assert all(f.smoothed is not None for r in results for f in r.faces)
 
 
-def test_run_stream_still_works_and_is_deprecated(clip: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
-    """The earlier entry point is a thin wrapper over the one loop: same outputs, a warning."""
-    from ferlab.inference.video import run_stream
+def test_stream_with_file_sinks_writes_jsonl_and_csv(clip: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The one loop with the file sinks: per-frame JSONL and per-face CSV that agree."""
+    from ferlab.inference.sinks import file_sinks
 
     rec = Recognizer.from_pretrained(tiny_checkpoint, backend="torch")
     jl, cs = tmp_path / "w.jsonl", tmp_path / "w.csv"
-    with pytest.warns(DeprecationWarning, match="Recognizer.stream"):
-        summary = run_stream(rec, clip, jsonl=jl, csv_path=cs, progress=False, max_frames=6, window=3)
+    summary = rec.stream(clip, sinks=file_sinks(jsonl=jl, csv_path=cs), max_frames=6, window=3).run()
     assert summary.frames == 6 and summary.outputs == [str(jl), str(cs)]
     records = [json.loads(line) for line in jl.read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(6))

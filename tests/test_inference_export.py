@@ -10,7 +10,8 @@ import pytest
 
 from ferlab.cli import main
 from ferlab.inference import Recognizer
-from ferlab.inference.backends import OnnxBackend, TorchBackend, make_backend, softmax
+from ferlab.inference.backends import OnnxBackend, TorchBackend, make_backend
+from ferlab.probabilities import softmax
 from ferlab.inference.export import export_onnx, load_calibration_faces, read_metadata
 from ferlab.models import create, load_checkpoint
 from ferlab.models.checkpoint import Checkpoint

@@ -230,7 +230,7 @@ def test_default_session_shows_a_face_once_confirmed(rec: Recognizer, face_img: 
     results = [sess.process(f) for f in two_face_frames(face_img, 6)]
     assert [len(r.faces) for r in results] == [0, 0, 2, 2, 2, 2]
     assert sorted(f.track_id for f in results[2].faces) == [1, 2]
-    from ferlab.inference.backends import softmax
+    from ferlab.probabilities import softmax
 
     left = [softmax(c)[0] for c in calls]
     shown = [min(r.faces, key=lambda f: f.box[0]) for r in results[2:]]

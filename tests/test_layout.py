@@ -45,12 +45,3 @@ def test_cycle_finder_sees_late_imports(tmp_path, monkeypatch) -> None:
     (pkg / "c.py").write_text("from . import a\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert _import_cycles("cyclepkg") == [["cyclepkg.a", "cyclepkg.b"]]
-
-
-def test_hub_shim_points_at_models_hub() -> None:
-    """Code written against ``ferlab.hub`` keeps working; the one implementation is models.hub."""
-    from ferlab import hub
-    from ferlab.models import hub as models_hub
-
-    assert hub.resolve_model is models_hub.resolve_model
-    assert hub.shipped_models is models_hub.shipped_models

@@ -61,7 +61,8 @@ def test_checkpoint_round_trip(saved: tuple[str, Path]) -> None:
 
 def test_onnx_export_matches_torch(saved: tuple[str, Path], tmp_path: Path) -> None:
     from ferlab.evaluation.predict import predict_probs
-    from ferlab.inference.backends import OnnxBackend, softmax
+    from ferlab.inference.backends import OnnxBackend
+    from ferlab.probabilities import softmax
     from ferlab.inference.export import export_onnx
     from ferlab.preprocessing import faces_to_input
 

@@ -1,5 +1,5 @@
 """Vector scaling: a known map recovered, the fold exact, the held-out estimate honest, and
-``ferlab recalibrate`` writing a new checkpoint that computes w * z + b of its source on real
+``ferlab calibrate --method vector`` writing a new checkpoint that computes w * z + b of its source on real
 PublicTest faces while leaving the source untouched."""
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_recalibrate_command_writes_a_folded_checkpoint_and_leaves_the_source(
 
     source_hash = sha256_file(tiny_checkpoint)
     out = tmp_path / "tiny_vs.safetensors"
-    assert main(["recalibrate", "--model", str(tiny_checkpoint), "--data", str(fer_root), "--out", str(out),
+    assert main(["calibrate", "--method", "vector", "--model", str(tiny_checkpoint), "--data", str(fer_root), "--out", str(out),
                  "--seeds", "2", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "held-out halves (4 fits)" in printed and f"wrote {out}" in printed
@@ -108,13 +108,13 @@ def test_recalibrate_command_writes_a_folded_checkpoint_and_leaves_the_source(
     assert z_new == pytest.approx(apply_vector_scaling(z, rc["w"], rc["b"]), abs=1e-4)
 
     # writing over the source would lose it
-    assert main(["recalibrate", "--model", str(tiny_checkpoint), "--data", str(fer_root),
+    assert main(["calibrate", "--method", "vector", "--model", str(tiny_checkpoint), "--data", str(fer_root),
                  "--out", str(tiny_checkpoint.with_suffix("")), "--device", "cpu"]) == 2
     assert "is the model being recalibrated" in capsys.readouterr().err
     assert sha256_file(tiny_checkpoint) == source_hash
 
     # recalibrating twice would fit the map on top of a map fitted on the same faces
-    assert main(["recalibrate", "--model", str(out), "--data", str(fer_root), "--out", str(tmp_path / "x"),
+    assert main(["calibrate", "--method", "vector", "--model", str(out), "--data", str(fer_root), "--out", str(tmp_path / "x"),
                  "--device", "cpu"]) == 2
     assert "already recalibrated" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
@@ -123,28 +123,31 @@ def test_recalibrate_command_writes_a_folded_checkpoint_and_leaves_the_source(
 def test_recalibrate_names_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ferlab.cli import main
 
-    assert main(["recalibrate", "--model", str(tmp_path / "nope.safetensors"), "--data", str(tmp_path),
+    assert main(["calibrate", "--method", "vector", "--model", str(tmp_path / "nope.safetensors"), "--data", str(tmp_path),
                  "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "nope.safetensors" in err and len(err.strip().splitlines()) == 1
 
 
-def test_default_model_choice_uses_the_held_out_estimate_of_a_recalibrated_model(
+def test_selection_accuracy_is_the_held_out_estimate_and_the_default_is_pinned_by_name(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ferlab.models import hub
     from ferlab.models.hub import ShippedModel
 
-    plain = ShippedModel("plain", tmp_path / "plain.safetensors", {"metrics": {"val": {"accuracy": 0.682}}})
-    # fitted on PublicTest: in sample 0.690, held out 0.680, so the held-out number must decide
-    fitted = ShippedModel("fitted", tmp_path / "fitted.safetensors",
+    plain = ShippedModel("plain", tmp_path / "plain.onnx", {"metrics": {"val": {"accuracy": 0.682}}})
+    # fitted on PublicTest: in sample 0.690, held out 0.680, so the held-out number is the one to compare
+    fitted = ShippedModel("fitted", tmp_path / "fitted.onnx",
                           {"metrics": {"val": {"accuracy": 0.690}},
                            "recalibration": {"cross_fitted": {"with": {"accuracy": 0.680}}}})
     assert plain.selection_accuracy() == 0.682 and fitted.selection_accuracy() == 0.680
     assert fitted.accuracy("val") == 0.690  # what evaluate measured stays on record as it is
+    pinned = ShippedModel(hub.DEFAULT_MODEL, tmp_path / "x.onnx", {"metrics": {"val": {"accuracy": 0.5}}})
+    # a more accurate file in the box does not change what every user gets
+    monkeypatch.setattr(hub, "shipped_models", lambda: [plain, fitted, pinned])
+    assert hub.default_model() is pinned
     monkeypatch.setattr(hub, "shipped_models", lambda: [plain, fitted])
-    assert hub.default_model() is plain
-    fitted.meta["recalibration"]["cross_fitted"]["with"]["accuracy"] = 0.685  # held out better: it wins
-    assert hub.default_model() is fitted
+    with pytest.raises(FerlabError, match="default model 'fer2013' is missing"):
+        hub.default_model()
 
 
 def test_fer2013_models_are_those_trained_for_fer2013_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,27 +158,29 @@ def test_fer2013_models_are_those_trained_for_fer2013_labels(tmp_path: Path, mon
         cfg = {} if targets is None else {"train": {"targets": targets}}
         return ShippedModel(name, tmp_path / f"{name}.safetensors", {"config": cfg, **extra})
 
-    monkeypatch.setattr(hub, "shipped_models", lambda: [
+    monkeypatch.setattr(hub, "known_models", lambda: [
         model("thesis", None), model("plain", "fer2013"), model("smooth", "ferplus-smoothing"),
         model("soft", "ferplus-soft"), model("majority", "ferplus-majority"),
         model("smooth_vs", "ferplus-smoothing", recalibration={"w": [1.0]})])
     assert hub.fer2013_models() == ["thesis", "plain", "smooth"]
 
 
-def test_models_listing_marks_an_in_sample_publictest_accuracy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_listing_says_what_each_model_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     from ferlab.cli import main
     from ferlab.models import hub
     from ferlab.models.hub import ShippedModel
 
-    for name in ("plain", "fitted"):
-        (tmp_path / f"{name}.safetensors").write_bytes(b"x")
-    plain = ShippedModel("plain", tmp_path / "plain.safetensors", {"metrics": {"val": {"accuracy": 0.682}}})
-    fitted = ShippedModel("fitted", tmp_path / "fitted.safetensors",
-                          {"metrics": {"val": {"accuracy": 0.690}},
-                           "recalibration": {"cross_fitted": {"with": {"accuracy": 0.685}}}})
-    monkeypatch.setattr(hub, "shipped_models", lambda: [plain, fitted])
+    for name in ("fer2013", "ferplus"):
+        (tmp_path / f"{name}.onnx").write_bytes(b"x")
+    box = [ShippedModel("fer2013", tmp_path / "fer2013.onnx",
+                        {"metrics": {"test": {"accuracy": 0.7, "ferplus": {"accuracy": 0.67}}}}),
+           ShippedModel("ferplus", tmp_path / "ferplus.onnx",
+                        {"config": {"train": {"targets": "ferplus-soft"}}, "metrics": {"test": {"accuracy": 0.614}}})]
+    monkeypatch.setattr(hub, "known_models", lambda: box)
     assert main(["models"]) == 0
-    out = capsys.readouterr().out
-    assert "69.00%*" in out and "68.20% " in out and "(default)" in out.splitlines()[2]
-    assert "* fitted was fitted on PublicTest (ferlab recalibrate)" in out and "68.50%" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("fer2013") and "FER2013 labels" in lines[1] and "70.0%" in lines[1]
+    assert lines[1].endswith("(default)") and "67.0%" in lines[1]
+    assert lines[2].startswith("ferplus") and "FER+ votes" in lines[2] and "(default)" not in lines[2]
+    assert str(tmp_path) not in "\n".join(lines)  # no absolute paths for a newcomer to read

@@ -6,6 +6,14 @@ from .constants import CLASS_NAMES, MEAN, NUM_CLASSES, STD  # noqa: E402
 from .errors import FerlabError  # noqa: E402
 
 
+def analyze(image, model=None, **options):  # noqa: ANN001, ANN201 - the one call for a photo
+    """Every face in a photo (path, URL, bytes or array) as plain records: box, emotions
+    (name -> probability), dominant, uncertain (see :func:`ferlab.api.analyze`)."""
+    from .api import analyze as _analyze
+
+    return _analyze(image, model, **options)
+
+
 def train(config: dict, **kwargs):  # noqa: ANN001, ANN201 - mirrors `ferlab train`
     """Train a model from a config dict (see :func:`ferlab.config.make_config`)."""
     from .training.trainer import train as _train
@@ -35,5 +43,5 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy, so `import ferlab` stays fre
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CLASS_NAMES", "MEAN", "NUM_CLASSES", "STD", "FerlabError", "Recognizer", "__version__", "evaluate",
+__all__ = ["CLASS_NAMES", "MEAN", "NUM_CLASSES", "STD", "FerlabError", "Recognizer", "__version__", "analyze", "evaluate",
            "gradcam", "train"]

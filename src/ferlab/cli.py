@@ -8,24 +8,26 @@ import sys
 
 from .errors import FerlabError, missing_extra
 
-_MODULES = (
+_MODULES = (  # the order of `ferlab --help`: the product first, then the research kit
+    "ferlab.inference.run_cli",  # run: any source
+    "ferlab.inference.cli",  # predict, video, live, demo, export
+    "ferlab.serving.cli",  # serve
+    "ferlab.batch.cli",  # batch (Ray: the cluster extra)
+    "ferlab.models.cli",  # models
     "ferlab.training.cli",  # train
-    "ferlab.data.cli",  # data check
-    "ferlab.evaluation.cli",  # evaluate
+    "ferlab.evaluation.cli",  # evaluate, calibrate
     "ferlab.explain.cli",  # gradcam
     "ferlab.experiments.cli",  # experiments
-    "ferlab.inference.cli",  # predict, video, live, export, demo
-    "ferlab.serving.cli",  # serve
-    "ferlab.models.cli",  # models
-    "ferlab.batch.cli",  # batch (Ray: the cluster extra)
+    "ferlab.data.cli",  # data check
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
-    parser = argparse.ArgumentParser(prog="ferlab", description="Real-time facial emotion recognition "
-                                     "(FER2013, 7 classes): train, evaluate, explain, run live.")
+    parser = argparse.ArgumentParser(prog="ferlab", description="The emotions of every face in a camera, video, photo "
+                                     "or folder: `ferlab run SOURCE`. Research kit (train, evaluate, calibrate, "
+                                     "gradcam, experiments) after the product commands.")
     parser.add_argument("--version", action="version", version=f"ferlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _MODULES:

@@ -43,29 +43,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     _ferplus_args(p)
     p.set_defaults(func=run)
 
-    c = sub.add_parser("calibrate", help="fit a temperature and an 'uncertain' threshold on PublicTest",
-                       description="Fit temperature scaling and the 'uncertain' threshold of a checkpoint on "
-                                   "PublicTest (see ferlab.evaluation.uncertainty) and write them to a JSON file "
-                                   "(default: <checkpoint>.calibration.json beside the checkpoint).")
+    c = sub.add_parser("calibrate", help="fit a model's calibration on PublicTest (temperature, or vector scaling)",
+                       description="--method temperature (default): fit temperature scaling and the 'uncertain' "
+                                   "threshold of a checkpoint on PublicTest (see ferlab.evaluation.uncertainty) and "
+                                   "write them to a JSON file (default: <checkpoint>.calibration.json beside it). "
+                                   "--method vector: fit a class-wise affine map of the logits (vector scaling, Guo "
+                                   "et al. 2017) on PublicTest's FER2013 labels and write the network with it folded "
+                                   "into its last layer as a new checkpoint (--out; the source is not touched). It "
+                                   "corrects the per-class shift that class weighting and label smoothing leave, which "
+                                   "one temperature cannot; the top class may change. Prints its effect on PublicTest "
+                                   "measured on held-out halves (fit on one half, score on the other).")
     _model_and_data_args(c)
-    c.add_argument("--tta", choices=["flip"], help="calibrate the flip-TTA outputs")
-    c.add_argument("--out", help="JSON file to write (default <checkpoint>.calibration.json)")
+    c.add_argument("--method", choices=["temperature", "vector"], default="temperature",
+                   help="temperature + threshold (default), or vector scaling folded into a new checkpoint")
+    c.add_argument("--tta", choices=["flip"], help="temperature: calibrate the flip-TTA outputs")
+    c.add_argument("--out", help="temperature: JSON file (default <checkpoint>.calibration.json); "
+                                 "vector: the checkpoint to write (NAME.safetensors + NAME.json), required")
+    c.add_argument("--seeds", type=int, default=10, help="vector: random half splits for the held-out estimate")
     _compute_args(c)
     _ferplus_args(c)
     c.set_defaults(func=run_calibrate)
-
-    r = sub.add_parser("recalibrate", help="fit vector scaling on PublicTest and fold it into a new checkpoint",
-                       description="Fit a class-wise affine map of the logits (vector scaling, Guo et al. 2017) "
-                                   "on PublicTest's FER2013 labels and write the network with it folded into its "
-                                   "last layer as a new checkpoint (the source is not touched). It corrects the "
-                                   "per-class shift that class weighting and label smoothing leave, which one "
-                                   "temperature cannot; the top class may change. Prints its effect on PublicTest "
-                                   "measured on held-out halves (fit on one half, score on the other).")
-    _model_and_data_args(r)
-    r.add_argument("--out", required=True, help="checkpoint to write (NAME.safetensors + NAME.json)")
-    r.add_argument("--seeds", type=int, default=10, help="random half splits for the held-out estimate (default 10)")
-    _compute_args(r)
-    r.set_defaults(func=run_recalibrate)
 
 
 def ferplus_summary(block: dict[str, Any]) -> str:
@@ -107,7 +104,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
+    from ..errors import FerlabError
     from .run import calibrate
+
+    if args.method == "vector":
+        if not args.out:
+            raise FerlabError("--method vector writes a new checkpoint: give --out NAME.safetensors")
+        if args.tta:
+            raise FerlabError("--tta is for --method temperature; vector scaling is fitted on plain outputs")
+        return run_recalibrate(args)
 
     cal = calibrate(args.model, args.data, tta=args.tta == "flip", out=args.out, batch_size=args.batch_size,
                     device=args.device, ferplus=_ferplus_choice(args))

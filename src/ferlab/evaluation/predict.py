@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..preprocessing import normalise
+from ..probabilities import softmax
 
 
 def _as_nchw(images: Any) -> Any:
@@ -90,8 +91,7 @@ def predict_logits(model: nn.Module, images_uint8: np.ndarray | torch.Tensor, me
 def probs_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """float64 softmax of :func:`predict_logits`' output; with TTA views (2, N, C) the mean of
     the two softmaxes (faces are left-right symmetric enough that training uses random flips)."""
-    p = logits.double().softmax(dim=-1)
-    return 0.5 * (p[0] + p[1]) if p.ndim == 3 else p
+    return torch.from_numpy(softmax(logits.detach().float().cpu().numpy()))
 
 
 def predict_probs(model: nn.Module, images_uint8: np.ndarray, mean: float, std: float,

@@ -37,9 +37,9 @@ def resolve_device(device: str | None) -> str:
 def model_label(spec: str | Path | None, path: Path) -> str:
     """A short name for default output folders: the shipped name, else the file stem, else
     (for ``run/best.safetensors``) the run folder's name, since "best" says nothing."""
-    from ..models.hub import shipped_models
+    from ..models.hub import known_models
 
-    if spec is not None and any(m.name == str(spec) for m in shipped_models()):
+    if spec is not None and any(m.name == str(spec) for m in known_models()):
         return str(spec)
     if path.stem in ("best", "last"):
         return path.parent.name or path.stem

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..probabilities import softmax
 from .calibration import ECE_BINS, expected_calibration_error, reliability_bins
 
 COVERAGES = (0.8, 0.9)
@@ -37,17 +38,8 @@ NO_VOTES_COVERAGE = 0.8  # threshold rule without FER+ votes (FER+'s unreadable 
 T_BOUNDS = (0.05, 20.0)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def calibrated_probs(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """softmax(logits / T) in float64; (2, N, C) flip-TTA logits give the mean of the two views'
-    softmaxes, as :func:`ferlab.evaluation.predict.probs_from_logits` does for T = 1."""
-    p = _softmax(np.asarray(logits, dtype=np.float64) / float(temperature))
-    return 0.5 * (p[0] + p[1]) if p.ndim == 3 else p
+# softmax(logits / T), flip views averaged: the one definition (ferlab.probabilities)
+calibrated_probs = softmax
 
 
 def soft_nll(target: np.ndarray, probs: np.ndarray) -> float:
@@ -75,13 +67,6 @@ def fit_temperature(logits: np.ndarray, target: np.ndarray) -> float:
                           bounds=(math.log(T_BOUNDS[0]), math.log(T_BOUNDS[1])), method="bounded",
                           options={"xatol": 1e-5})
     return float(math.exp(res.x))
-
-
-def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(z / T) from p = softmax(z): p^(1/T) renormalised (the same numbers, for code
-    that has probabilities, not logits: the inference backends return probabilities)."""
-    return calibrated_probs(np.log(np.maximum(np.asarray(probs, dtype=np.float64), np.finfo(np.float64).tiny)),
-                            temperature)
 
 
 def uncertainty_score(probs: np.ndarray) -> np.ndarray:

@@ -27,10 +27,9 @@ def _find_exp15_model(out: Path, opts: Any) -> str | None:
         p = out / FINAL / f"seed{seed}" / "best.safetensors"
         if p.is_file():
             return str(p)
-    from ..models.hub import shipped_models
+    from ..models.hub import DEFAULT_MODEL
 
-    models = shipped_models()
-    return models[0].name if models else None
+    return DEFAULT_MODEL
 
 
 def _default_video() -> Path:

@@ -26,13 +26,6 @@ class Backend(Protocol):
         ...
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class TorchBackend:
     name = "torch"
 

@@ -129,7 +129,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
-    demo(camera=args.camera, source=args.source, out=args.out, window=not args.no_window,
+    camera, source = args.camera, args.source
+    if camera is not None and not str(camera).isdigit():  # a stream URL, as `live --camera` takes
+        if source:
+            raise FerlabError("give --camera URL or --source, not both")
+        camera, source = None, camera
+    demo(camera=None if camera is None else int(camera), source=source, out=args.out, window=not args.no_window,
          options=inference_options.from_args(args))
     return 0
 
@@ -190,7 +195,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description="Runs the live pipeline with the best shipped model: on the webcam when one "
                                    "is present (and a display), otherwise on a sample clip bundled with ferlab. "
                                    "Writes the annotated video + per-frame JSONL and prints a summary.")
-    p.add_argument("--camera", type=int, default=None, help="camera index to try first (default 0)")
+    p.add_argument("--camera", default=None, help="camera index to try first (default 0) or stream URL")
     p.add_argument("--source", help="video file or URL instead of camera/sample clip")
     p.add_argument("--out", default="ferlab-demo", help="output folder (default ./ferlab-demo)")
     p.add_argument("--no-window", action="store_true", help="never open a window")

@@ -141,7 +141,8 @@ def verify_onnx(onnx_model: bytes | str | os.PathLike[str], checkpoint: Any,
                 inputs: np.ndarray | None = None, count: int = 64, what: str | None = None) -> Verification:
     """Compare an ONNX model with the checkpoint's PyTorch model on ``inputs`` (normalised
     N x 1 x 48 x 48; default ``count`` random normal ones)."""
-    from .backends import OnnxBackend, TorchBackend, softmax
+    from ..probabilities import softmax
+    from .backends import OnnxBackend, TorchBackend
 
     real = inputs is not None
     if inputs is None:

@@ -55,7 +55,7 @@ class ModelInfo:
         p = Path(path)
         meta: dict[str, Any] = {}
         sidecar = p.with_suffix(".json")
-        if p.suffix == ".safetensors" and sidecar.is_file():
+        if p.suffix in (".safetensors", ".onnx") and sidecar.is_file():
             try:
                 meta = json.loads(sidecar.read_text())
             except (OSError, ValueError):
@@ -66,13 +66,9 @@ class ModelInfo:
 
 def model_name(path: str | os.PathLike[str]) -> str:
     """A shipped model's name, a run folder's name for its ``best.safetensors``, else the stem."""
-    from ..models.hub import PRETRAINED_DIR
+    from ..models.hub import is_shipped
 
     p = Path(path)
-    try:
-        shipped = p.resolve().parent == PRETRAINED_DIR.resolve()
-    except OSError:
-        shipped = False
-    if shipped:
+    if is_shipped(p):
         return p.stem
     return (p.parent.name or p.resolve().parent.name) if p.stem == "best" else p.stem

@@ -82,14 +82,20 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = np.fromfile(str(p), dtype=np.uint8)
     except OSError as exc:
         raise FerlabError(f"cannot read image {p}: {exc.strerror or exc}") from None
+    return decode_image_bytes(data, str(p))
+
+
+def decode_image_bytes(data: bytes | np.ndarray, name: str) -> np.ndarray:
+    """Encoded image bytes -> 8-bit BGR, or fail with a message naming ``name``."""
+    data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else data
     # IMREAD_COLOR: one decode that applies EXIF orientation (phones store rotated JPEGs),
     # drops alpha and brings 16-bit and gray files to 8-bit BGR, the form everything below uses.
     try:
         image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     except cv2.error as exc:  # e.g. over OpenCV's pixel limit (CV_IO_MAX_IMAGE_PIXELS)
-        raise FerlabError(f"cannot decode image {p}: {str(exc).strip().splitlines()[-1]}") from None
+        raise FerlabError(f"cannot decode image {name}: {str(exc).strip().splitlines()[-1]}") from None
     if image is None or image.size == 0:
-        raise FerlabError(f"{p} is not a readable image (empty, truncated or not an image format)")
+        raise FerlabError(f"{name} is not a readable image (empty, truncated or not an image format)")
     return image
 
 

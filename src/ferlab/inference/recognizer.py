@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import FerlabError
-from ..evaluation.uncertainty import temper
 from ..preprocessing import crop_faces, faces_to_input, make_batch
-from .backends import Backend, OnnxBackend, make_backend, softmax
+from ..probabilities import softmax, temper
+from .backends import Backend, OnnxBackend, make_backend
 from .detector import FaceDetector, make_detector
 from .model_info import ModelInfo
 from .options import InferenceOptions, split_options
@@ -120,13 +120,12 @@ class Recognizer:
                 raise FerlabError(f"{spec} is an ONNX file: use backend onnx or auto")
             onnx = OnnxBackend(Path(spec), threads=opts.threads)
             return cls._with_info(onnx, det, ModelInfo.from_meta(spec, onnx.metadata, "onnx"), spec, opts)
-        from ..models.hub import resolve_model, shipped_onnx
+        from ..models.hub import resolve_model
 
         weights = resolve_model(spec)
-        twin = shipped_onnx(weights)
-        if twin is not None and opts.backend in ("auto", "onnx") and str(opts.device).startswith("cpu"):
-            # a shipped model runs from its committed ONNX twin: no PyTorch needed (core install)
-            return cls._with_info(OnnxBackend(twin, threads=opts.threads), det, ModelInfo.read(weights), weights, opts)
+        if weights.suffix == ".onnx" and opts.backend in ("auto", "onnx") and str(opts.device).startswith("cpu"):
+            # a model in the box is its ONNX file + sidecar: no PyTorch needed (core install)
+            return cls._with_info(OnnxBackend(weights, threads=opts.threads), det, ModelInfo.read(weights), weights, opts)
         from ..models.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(weights)
@@ -164,8 +163,8 @@ class Recognizer:
         flip`` does (:func:`ferlab.evaluation.predict.probs_from_logits`)."""
         if self.options.tta != "flip":
             return softmax(self.backend(batch))
-        p = softmax(self.backend(np.concatenate([batch, batch[..., ::-1]])))
-        return 0.5 * (p[:len(batch)] + p[len(batch):])
+        logits = self.backend(np.concatenate([batch, batch[..., ::-1]]))
+        return softmax(logits.reshape(2, len(batch), -1))
 
     def predict(self, image: np.ndarray | str | os.PathLike[str]) -> list[Face]:
         """Faces of one photo (path or array: BGR, gray, BGRA, 16-bit or float), left to right.

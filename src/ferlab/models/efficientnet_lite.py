@@ -158,8 +158,12 @@ class FerEfficientNetLite0(nn.Module):
     staged unfreezing and ``gradcam_layer`` for section 8."""
 
     def __init__(self, *, in_chans: int = 1, stem_stride: int = 1, drop_connect: float = 0.2,
-                 head: Sequence[int] = (256,), dropout: Sequence[float] = (0.5, 0.25)) -> None:
+                 head: Sequence[int] = (256,), dropout: Sequence[float] = (0.5, 0.25),
+                 input_size: int = 48) -> None:
         super().__init__()
+        if not 48 <= input_size <= 224:
+            raise FerlabError(f"efficientnet_lite0 input_size must be in 48..224, not {input_size}")
+        self.input_size = int(input_size)
         if in_chans not in (1, 3):
             raise FerlabError(f"efficientnet_lite0 takes in_chans 1 or 3, not {in_chans!r}")
         self.in_chans = in_chans
@@ -171,6 +175,9 @@ class FerEfficientNetLite0(nn.Module):
         return self.backbone.head_act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            # the 48 px face taken up inside the network: the pipeline feeds FER2013's kind of pixels
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         if x.shape[1] != self.in_chans:
             x = x.expand(-1, self.in_chans, -1, -1)  # grey -> replicated RGB
         return self.head(self.backbone(x))

@@ -1,6 +1,8 @@
 """The registry of architectures and the model factory (timm-style ``create``).
 
-Every model takes (N, 1, 48, 48) float input normalised by Eq. (27) and returns (N, 7) logits,
+Every model takes (N, 1, 48, 48) float input normalised by Eq. (27) and returns (N, 7) logits
+(a model that works at a larger ``input_size`` upsamples inside itself, so the pipeline, the
+data and the ONNX twins never change),
 and exposes ``backbone``/``head`` (for staged unfreezing) and ``gradcam_layer``.
 """
 from __future__ import annotations
@@ -62,10 +64,10 @@ register("resnet50")(_resnet("resnet50"))
 @register("efficientnet_lite0")
 def _efficientnet_lite0(pretrained: str = "none", head: Any = (256,), dropout: Any = (0.5, 0.25),
                         in_chans: int = 1, stem: str = "thesis", stem_stride: int | None = None,
-                        drop_connect: float = 0.2, **extra: Any) -> nn.Module:
+                        drop_connect: float = 0.2, input_size: int = 48, **extra: Any) -> nn.Module:
     """``stem`` keeps the ResNet vocabulary of the config: ``thesis`` = the FER stem (1-channel,
     stride 1, more resolution at 48x48), ``original`` = ImageNet's stride 2; ``stem_stride``
-    overrides the stride alone."""
+    overrides the stride alone; ``input_size`` > 48 upsamples the 48 px face inside the network."""
     from .efficientnet_lite import FerEfficientNetLite0, load_imagenet
 
     _no_extra("efficientnet_lite0", extra)
@@ -73,8 +75,25 @@ def _efficientnet_lite0(pretrained: str = "none", head: Any = (256,), dropout: A
         raise FerlabError(f"unknown stem {stem!r}; choose thesis or original")
     stride = stem_stride if stem_stride is not None else (1 if stem == "thesis" else 2)
     model = FerEfficientNetLite0(in_chans=in_chans, stem_stride=stride, drop_connect=drop_connect,
-                                 head=head, dropout=dropout)
+                                 head=head, dropout=dropout, input_size=input_size)
     if pretrained != "none":
+        load_imagenet(model, None if pretrained == "imagenet" else pretrained)
+    return model
+
+
+@register("mobilenet_v2")
+def _mobilenet_v2(pretrained: str = "none", head: Any = (256,), dropout: Any = (0.5, 0.25),
+                  in_chans: int = 1, input_size: int = 96, width_mult: float = 1.0, **extra: Any) -> nn.Module:
+    """torchvision's MobileNetV2 (ImageNet stem, stride 2) fed the 48 px face upsampled to
+    ``input_size`` inside the network (models/mobilenet_v2.py says why)."""
+    from .mobilenet_v2 import FerMobileNetV2, load_imagenet
+
+    extra.pop("stem", None)  # the ImageNet stem is the only one; "thesis" in a base config is ignored
+    _no_extra("mobilenet_v2", extra)
+    model = FerMobileNetV2(input_size=input_size, in_chans=in_chans, width_mult=width_mult, head=head, dropout=dropout)
+    if pretrained != "none":
+        if width_mult != 1.0:
+            raise FerlabError("ImageNet weights exist for mobilenet_v2 width_mult 1.0 only")
         load_imagenet(model, None if pretrained == "imagenet" else pretrained)
     return model
 
