@@ -9,6 +9,12 @@
    both on the bundled clip and the sample photos (faces found, ms per frame / photo).
 3. end-to-end fps (decode + detect + classify + track/smooth + draw) on 640x480 videos with
    1, 2 and 4 faces built from the sample clip, for a ladder of settings, each adding one change.
+4. faces at every size in video (``--skip`` name ``scale``): a 1920x1080 close-up made from the
+   sample clip's close-up shot (frames 82-210, a fixed window twice the face's height, upscaled
+   bicubic, so the face fills half the frame's height) through ``ferlab video --jsonl`` with the
+   defaults and with the previous detection policy (one pass at up to 1920 px): frames with
+   the face tracked and the ids it gets; then JSONL-only fps and faces/frame of both policies
+   side by side, same run, on the 640x480 videos with 4 and 1 faces and on the close-up.
 
 Every timing is the best of a few repeats (wall clock), and the CPU time of the process is
 printed beside it: on a shared machine the wall clock includes time other processes took, the
@@ -330,6 +336,105 @@ def bench_pipeline(ckpt_path: Path, int8: Path | None, videos: dict[int, Path], 
                   f"ms/frame, {best['faces_per_frame']:.2f} faces/frame)", flush=True)
 
 
+# -- 4. faces at every size in video -------------------------------------------------------------
+
+PREVIOUS_POLICY = {"detect_side": 0, "min_face": 0, "max_detect_side": 1920}  # one pass, <= 1920 px
+CLOSEUP_SHOT = (82, 211)  # the sample clip's frontal close-up of the performer (bench_tracking.py)
+
+
+def build_closeup(clip: Path, path: Path) -> tuple[Path, int]:
+    """The close-up shot, a fixed 16:9 window twice the median face height around the mean face
+    centre, upscaled (bicubic) to 1920x1080: the face fills half the frame's height."""
+    from ferlab.inference.detector import YuNetDetector, square_boxes
+
+    det = YuNetDetector()
+    cap = cv2.VideoCapture(str(clip))
+    frames, sides, centres = [], [], []
+    i = 0
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        if CLOSEUP_SHOT[0] <= i < CLOSEUP_SHOT[1]:
+            frames.append(f)
+            rows = det.detect_faces(f)
+            if len(rows):
+                b = square_boxes(rows[np.argmax(rows[:, 2] * rows[:, 3])][None])[0]
+                sides.append(b[2])
+                centres.append((b[0] + b[2] / 2, b[1] + b[3] / 2))
+        i += 1
+    cap.release()
+    h = 2 * float(np.median(sides))
+    w = h * 16 / 9
+    cx, cy = np.mean(centres, axis=0)
+    fh, fw = frames[0].shape[:2]
+    x0, y0 = float(np.clip(cx - w / 2, 0, fw - w)), float(np.clip(cy - h / 2, 0, fh - h))
+    m = np.float32([[1920 / w, 0, -x0 * 1920 / w], [0, 1080 / h, -y0 * 1080 / h]])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (1920, 1080))
+    for f in frames:
+        writer.write(cv2.warpAffine(f, m, (1920, 1080), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
+    writer.release()
+    print(f"  close-up: frames {CLOSEUP_SHOT[0]}-{CLOSEUP_SHOT[1] - 1} of the sample clip, window {w:.0f}x{h:.0f} px "
+          f"-> 1920x1080 (x{1080 / h:.2f}), face {np.median(sides) * 1080 / h:.0f} px high (median) in "
+          f"{len(frames)} frames", flush=True)
+    return path, len(frames)
+
+
+def _flags(opts: dict[str, Any]) -> list[str]:
+    return [a for k, v in opts.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def bench_scale_video(ckpt: Path | None, videos: dict[int, Path], frames: int, rows: list[dict[str, Any]],
+                      threads: int | None, work: Path, repeats: int = 2) -> None:
+    """Section 4 (module docstring): the close-up through the real ``ferlab video``, then the
+    fps of both detection policies side by side."""
+    import subprocess
+
+    from ferlab.inference import Recognizer
+    from ferlab.inference.sinks import JsonlSink
+
+    closeup, n = build_closeup(SHARED / "samples" / "short_hamilton_clip.mp4", work / "closeup1080.avi")
+    policies = {"default": {}, "previous (one pass, --max-detect-side 1920)": PREVIOUS_POLICY}
+    for label, opts in policies.items():
+        out = work / "closeup.jsonl"
+        cmd = [sys.executable, "-m", "ferlab", "video", str(closeup), "--jsonl", str(out), "--no-window", "--quiet",
+               *(["--model", str(ckpt)] if ckpt else []), *_flags(opts)]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=REPO)
+        wall = time.perf_counter() - t
+        per = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+        tracked = [[f["track_id"] for f in r["faces"] if f["track_id"] is not None] for r in per]
+        ids = sorted({i for t in tracked for i in t})
+        with_face = sum(1 for t in tracked if t)
+        extra = sum(1 for t in tracked if len(t) > 1)
+        rows.append({"section": "closeup", "policy": label, "frames": len(per), "frames_tracked": with_face,
+                     "ids": ids, "frames_with_more_than_one": extra, "wall_s": wall})
+        print(f"  close-up 1920x1080 | {label:<44} face tracked in {with_face}/{len(per)} frames "
+              f"({with_face / max(1, len(per)) * 100:.1f}%), ids {ids}, frames with a second face {extra} | "
+              f"`ferlab video {' '.join(_flags(opts)) or '(defaults)'}` {wall:.1f} s", flush=True)
+    recs = {label: Recognizer.from_pretrained(ckpt, threads=threads, **opts) for label, opts in policies.items()}
+    for name, video, n_frames in (("640x480, 4 faces", videos[4], frames), ("640x480, 1 face", videos[1], frames),
+                                  ("1920x1080 close-up", closeup, n)):
+        best: dict[str, dict[str, float]] = {}
+        for _ in range(repeats):  # interleaved, so both see the same machine
+            for label, rec in recs.items():
+                t, c = time.perf_counter(), time.process_time()
+                summary = rec.stream(video, max_frames=n_frames, sinks=[JsonlSink(work / "out.jsonl")]).run(
+                    handle_sigint=False)
+                wall, cpu = time.perf_counter() - t, time.process_time() - c
+                r = {"fps": summary.frames / wall, "cpu_ms_per_frame": cpu / summary.frames * 1000,
+                     "faces_per_frame": summary.faces / summary.frames}
+                if label not in best or r["fps"] > best[label]["fps"]:
+                    best[label] = r
+        line = f"  {name:<19} | JSONL only |"
+        for label, r in best.items():
+            rows.append({"section": "fps", "video": name, "policy": label, **r})
+            line += (f" {label.split(' (')[0]}: {r['fps']:5.1f} fps (cpu {r['cpu_ms_per_frame']:5.1f} ms/frame, "
+                     f"{r['faces_per_frame']:.2f} faces/frame) |")
+        first, second = list(best.values())
+        print(line + f" default/previous {first['fps'] / second['fps']:.2f}x", flush=True)
+
+
 LIVE = "live view"  # annotated, not saved, no read-ahead: `ferlab live` minus cv2.imshow
 
 
@@ -389,7 +494,8 @@ def main() -> int:
                          "(default: the shipped fernet when installed, else random-weight FerNet)")
     ap.add_argument("--repeats", type=int, default=2, help="pipeline runs per setting (best is kept)")
     ap.add_argument("--no-resnet", action="store_true", help="skip ResNet-18")
-    ap.add_argument("--skip", default="", help="comma list of sections to skip: classifier,detector,pipeline,outputs")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: classifier,detector,pipeline,outputs,"
+                                                "scale")
     ap.add_argument("--json", default=None, help="write all numbers here")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for OpenCV, torch and ONNX Runtime (default: library defaults = all cores); "
@@ -403,6 +509,7 @@ def main() -> int:
     from ferlab.models.checkpoint import Checkpoint
 
     skip = set(filter(None, args.skip.split(",")))
+    user_model = args.model  # section 4 runs `ferlab video` as users do: the default model unless given
     if args.threads:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
@@ -431,7 +538,7 @@ def main() -> int:
         int8 = bench_classifier(models, work, results["classifier"], args.threads)
 
     videos: dict[int, Path] = {}
-    if not {"detector", "pipeline", "outputs"} <= skip:
+    if not {"detector", "pipeline", "outputs", "scale"} <= skip:
         clip = SHARED / "samples" / "short_hamilton_clip.mp4"
         frames, centres = face_track(clip)
         videos = {k: build_video(frames, centres, k, work / f"faces{k}.avi", max(args.frames, 150)) for k in (1, 2, 4)}
@@ -462,6 +569,13 @@ def main() -> int:
         results["outputs"] = []
         ckpt = resolve_model(args.model) if args.model else work / "fernet.safetensors"
         bench_outputs(ckpt, videos, max(args.frames, 150), results["outputs"], args.threads, work, args.repeats)
+    if "scale" not in skip:
+        print(f"\n4. faces at every size in video: a 1920x1080 close-up, and the fps of the default detection policy "
+              f"beside the previous one (JSONL only, {max(args.frames, 150)} frames, best of {args.repeats})",
+              flush=True)
+        results["scale"] = []
+        ckpt = resolve_model(user_model) if user_model else None
+        bench_scale_video(ckpt, videos, max(args.frames, 150), results["scale"], args.threads, work, args.repeats)
     results["load_end"] = load()
     print(f"\nload average at the end: {load()}", flush=True)
     if args.json:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measure every shipped model on every reported split with `ferlab evaluate` and write the
+# Measure zoo models (zoo/, default: the ones in the box) on every reported split with `ferlab evaluate` and write the
 # numbers into its sidecar (scripts/ship_model.py --metrics-only) with the calibrations that the
 # inference outputs' `uncertain` flag uses (`ferlab calibrate`, PublicTest; without and with flip TTA), then regenerate the docs.
 # Usage: scripts/evaluate_shipped.sh [DATA [NAME...]]   (default ../shared/data/fer2013, every shipped model)
@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/fer2013}
 PY=${PYTHON:-.venv/bin/python}
+export FERLAB_ZOO=${FERLAB_ZOO:-zoo}
 NAMES=("${@:2}")
-[ ${#NAMES[@]} -gt 0 ] || read -r -a NAMES <<< "$($PY -c "from ferlab.models.hub import shipped_models; print(' '.join(m.name for m in shipped_models()))")"
+[ ${#NAMES[@]} -gt 0 ] || read -r -a NAMES <<< "$($PY -c "from ferlab.models.hub import shipped_models; print(' '.join(m.meta['zoo_name'] for m in shipped_models()))")"
 for name in "${NAMES[@]}"; do
   evals=()
   for spec in val: test: test-tta:flip test-all: test-all-tta:flip; do
@@ -23,4 +24,5 @@ for name in "${NAMES[@]}"; do
   $PY -m ferlab calibrate --model "$name" --data "$DATA" --tta flip --out "$cal_tta" >/dev/null
   $PY scripts/ship_model.py --name "$name" --metrics-only "${evals[@]}" --calibration "$cal" --calibration-tta "$cal_tta"
 done
+$PY scripts/export_shipped_onnx.py  # the box's sidecars are copies of the zoo's
 $PY scripts/render_docs.py

@@ -9,8 +9,9 @@ export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 RUN=/tmp/ferlab-run
 (command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader ) | tee "$OUT/device.txt"
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$OUT/device.txt"
+DATA=$(python3 scripts/pack_data.py --unpack .devdata/fer2013.npz --to /tmp/ferlab-fer2013) || exit 5
 start=$(date +%s)
-timeout "${TRAIN_SECONDS:-330}" python3 -m ferlab train --config configs/thesis.yaml --data .devdata/fer2013.npz \
+timeout "${TRAIN_SECONDS:-330}" python3 -m ferlab train --config configs/thesis.yaml --data "$DATA" \
   --out "$RUN" --device ${DEV:-cuda} --pretrained none --quiet "$@" > "$OUT/train.log" 2>&1
 echo "train exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/train.log"
 python3 - "$RUN" "$OUT" <<'PY'

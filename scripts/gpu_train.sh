@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the thesis configuration (section 6 = Exp. 9, configs/experiments/exp09_erasing_0.3.yaml,
+# Train the thesis configuration (section 6 = Exp. 9, src/ferlab/experiments/configs/exp09_erasing_0.3.yaml,
 # identical to configs/thesis.yaml) on ONE GPU inside ONE device call, and return checkpoint,
 # logs and metrics in $OUT. Runs through `ferlab experiments run`, so the run is selected on
 # PublicTest and evaluated on PrivateTest / test-all on the GPU machine, exactly as the suite does.
@@ -99,6 +99,10 @@ if [ "$DEVICE" = cuda ] && ! $PY -c "import torch,sys; sys.exit(0 if torch.cuda.
   echo "no CUDA device visible: refusing to train the thesis model on this machine's CPU"; exit 4
 fi
 if [ ! -f "$PACK" ]; then echo "data pack $PACK not found: run scripts/pack_data.py and carry .devdata"; exit 5; fi
+# ferlab reads FER2013's own formats: the pack becomes the Kaggle folder layout again, byte for byte
+stamp "unpacking $PACK"
+DATA=$($PY scripts/pack_data.py --unpack "$PACK" --to "$WORK/fer2013") || { echo "could not unpack $PACK"; exit 5; }
+stamp "data: $DATA"
 
 # ---------------------------------------------------------------- ImageNet weights, or loudly none
 PRETRAINED=${GPU_PRETRAINED:-}
@@ -123,7 +127,7 @@ fi
 # ---------------------------------------------------------------- train + evaluate
 stamp "training (suite folder $WORK/experiments)"
 $PY -m ferlab experiments run --only "$ONLY" --seeds "$SEEDS" --jobs "$JOBS" --time-limit "$LIMIT" \
-    --data "$PACK" --out "$WORK/experiments" --device "$DEVICE" --pretrained "$PRETRAINED" "${REDUCE[@]}"
+    --data "$DATA" --out "$WORK/experiments" --device "$DEVICE" --pretrained "$PRETRAINED" "${REDUCE[@]}"
 RC=$?
 stamp "suite exit $RC"
 for f in "$WORK"/experiments/*/seed*/log.txt; do [ -f "$f" ] && { echo "== $f (last lines)"; tail -n 5 "$f"; }; done

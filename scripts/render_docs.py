@@ -1,51 +1,156 @@
 #!/usr/bin/env python3
-"""Write the numbers in README.md and MODEL_CARD.md from the artefacts they describe.
+"""Write every number in the docs from the artefacts it describes.
 
     .venv/bin/python scripts/render_docs.py          # rewrite the generated blocks
-    .venv/bin/python scripts/render_docs.py --check  # exit 1 if a committed doc is stale
+    .venv/bin/python scripts/render_docs.py --check  # exit 1 if a document is stale
 
-Sources, nothing typed by hand: each shipped model's JSON sidecar (its ``metrics`` come from
-``ferlab evaluate`` through ``scripts/ship_model.py``; its ``notes`` say where and how it was
-trained), the weights files themselves (size, parameter count) and the committed benchmark
-output ``benchmarks/results-cpu.md`` (ms per face). Each document keeps its prose; only the
-blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` are rewritten.
-tests/test_docs.py runs ``--check``, so a doc that disagrees with a sidecar fails the suite.
+Only the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` are
+rewritten; the prose around them is the authors'. The blocks and their sources:
+
+============================  =====================================================================
+README.md ``results``          the models in the box (:func:`ferlab.models.hub.shipped_models`:
+                               ``NAME.onnx`` + ``NAME.json``), benchmarks/results-cpu.md (ms per
+                               face) and benchmarks/results-real-photos.json (whole pipeline on
+                               real photos)
+MODEL_CARD.md ``card-*``       the same, plus benchmarks/results-fidelity.json (detector recall by
+                               face size)
+zoo/README.md ``index``        every zoo model (``zoo/NAME.safetensors`` + ``NAME.json``)
+zoo/README.md ``NAME``         one zoo model's sidecar: config, starting point, teachers, notes,
+                               recalibration, metrics; which box model was made from it. A block
+                               whose sidecar does not exist yet says so, and a zoo model without a
+                               block is an error, so the record cannot silently miss a model.
+============================  =====================================================================
+
+Metrics in the sidecars come from ``ferlab evaluate`` (scripts/evaluate_shipped.sh copies them in
+through scripts/ship_model.py); nothing is typed by hand. Accuracies carry a 95% Wilson score
+interval computed here from the accuracy and the number of faces, because a test split of 3,589
+faces leaves about +-1.5 points of sampling error that a bare percentage hides.
+tests/test_docs.py runs ``--check``, so a document that disagrees with an artefact fails the suite.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from ferlab.constants import CLASS_NAMES  # noqa: E402
-from ferlab.models.hub import ShippedModel, default_model, shipped_models  # noqa: E402
+from ferlab.models.hub import DEFAULT_MODEL, ShippedModel, shipped_models  # noqa: E402
 
 README = REPO / "README.md"
 MODEL_CARD = REPO / "src" / "ferlab" / "pretrained" / "MODEL_CARD.md"
+ZOO = REPO / "zoo"
+ZOO_README = ZOO / "README.md"
 BENCH_CPU = REPO / "benchmarks" / "results-cpu.md"
+BENCH_REAL = REPO / "benchmarks" / "results-real-photos.json"
+BENCH_FIDELITY = REPO / "benchmarks" / "results-fidelity.json"
 BENCH_LINE = re.compile(r"^\s*(?P<model>\S+)\s+ORT fp32\s+batch (?P<batch>\d+):\s+(?P<ms>[\d.]+) ms/face", re.M)
+BLOCK = re.compile(r"<!-- generated:(?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /generated:(?P=name) -->", re.S)
+# The data folder as the sidecars' notes and configs name it on the machine that trained them;
+# the docs write DATA instead, so they never point outside the repository.
+DATA_PATHS = re.compile(r"(?:\.\./shared|/work/shared)/data/fer2013")
+Z95 = 1.959963984540054
+SPLITS = (("val", "PublicTest"), ("test", "PrivateTest"), ("test-tta", "PrivateTest, flip TTA"),
+          ("test-all", "all 7,178"), ("test-all-tta", "all 7,178, flip TTA"))
 
 
-def pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}%"
+# -- numbers -----------------------------------------------------------------------------------
+
+def wilson(p: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``p`` measured on ``n`` independent faces."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{100 * value:.{digits}f}%"
 
 
 def num(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def metric(m: ShippedModel, split: str, key: str = "accuracy") -> float | None:
-    value = m.meta.get("metrics", {}).get(split, {}).get(key)
+def count(value: float | int | None) -> str:
+    return "—" if value is None else f"{int(value):,}"
+
+
+def with_ci(p: float | None, n: int | None, digits: int = 1) -> str:
+    """``70.02% [68.5, 71.5]``: the accuracy and its 95% interval (points)."""
+    if p is None or not n:
+        return pct(p)
+    lo, hi = wilson(p, int(n))
+    return f"{pct(p)} [{100 * lo:.{digits}f}, {100 * hi:.{digits}f}]"
+
+
+def split(m: ShippedModel, key: str) -> dict:
+    return m.meta.get("metrics", {}).get(key, {}) or {}
+
+
+def metric(m: ShippedModel, key: str, name: str = "accuracy") -> float | None:
+    value = split(m, key).get(name)
     return None if value is None else float(value)
 
 
-def ferplus(m: ShippedModel, key: str, split: str = "test") -> float | None:
-    value = m.meta.get("metrics", {}).get(split, {}).get("ferplus", {}).get(key)
+def ferplus(m: ShippedModel, key: str, name: str) -> float | None:
+    value = split(m, key).get("ferplus", {}).get(name)
     return None if value is None else float(value)
+
+
+def acc_ci(m: ShippedModel, key: str) -> str:
+    return with_ci(metric(m, key), split(m, key).get("n"))
+
+
+def ferplus_ci(m: ShippedModel, key: str = "test") -> str:
+    return with_ci(ferplus(m, key, "accuracy"), split(m, key).get("ferplus", {}).get("n_majority7"))
+
+
+# -- artefacts ---------------------------------------------------------------------------------
+
+def zoo_models(folder: Path = ZOO) -> list[ShippedModel]:
+    """``zoo/NAME.safetensors`` + ``NAME.json``, read here rather than through ``$FERLAB_ZOO`` so
+    the record always describes this repository's zoo."""
+    out = []
+    for j in sorted(folder.glob("*.json")):
+        weights = j.with_suffix(".safetensors")
+        if weights.is_file():
+            out.append(ShippedModel(j.stem, weights, json.loads(j.read_text())))
+    return out
+
+
+def parameters(m: ShippedModel) -> int:
+    """Learned parameters in the weights file (BatchNorm running statistics not counted)."""
+    skip = ("running_mean", "running_var", "num_batches_tracked")
+    total = 0
+    if m.path.suffix == ".onnx":
+        import onnx
+        from onnx import TensorProto
+
+        for t in onnx.load(str(m.path)).graph.initializer:
+            if t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16) and not any(s in t.name for s in skip):
+                total += math.prod(t.dims)
+        return total
+    from safetensors import safe_open
+
+    with safe_open(str(m.path), framework="numpy") as fh:
+        for key in fh.keys():
+            if not key.endswith(skip):
+                total += math.prod(fh.get_slice(key).get_shape())
+    return total
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def ms_per_face(text: str) -> dict[tuple[str, int], float]:
@@ -53,26 +158,43 @@ def ms_per_face(text: str) -> dict[tuple[str, int], float]:
     return {(g["model"], int(g["batch"])): float(g["ms"]) for g in BENCH_LINE.finditer(text)}
 
 
-def val_accuracy(m: ShippedModel) -> str:
-    """PublicTest accuracy; for a model whose last layer was fitted on PublicTest (``ferlab
-    recalibrate``) also the held-out estimate, which is what chose the default."""
-    shown = pct(metric(m, "val"))
-    return shown if m.held_out_accuracy is None else f"{shown} (fitted on it; held out {pct(m.held_out_accuracy)})"
+class Artefacts:
+    """Everything the blocks read, loaded once."""
+
+    def __init__(self) -> None:
+        self.box = shipped_models()
+        self.zoo = zoo_models()
+        self.bench = ms_per_face(BENCH_CPU.read_text()) if BENCH_CPU.is_file() else {}
+        real = json.loads(BENCH_REAL.read_text()) if BENCH_REAL.is_file() else {}
+        self.real_photos = real
+        self.real_by_model = {r["model"]: r for r in real.get("models", [])}
+        self.fidelity = json.loads(BENCH_FIDELITY.read_text()) if BENCH_FIDELITY.is_file() else {}
+
+    def zoo_name(self, m: ShippedModel) -> str:
+        return str(m.meta.get("zoo_name", m.name))
+
+    def box_of(self, zoo_name: str) -> ShippedModel | None:
+        return next((b for b in self.box if b.meta.get("zoo_name") == zoo_name), None)
+
+    def speed(self, m: ShippedModel) -> tuple[float | None, float | None, str | None]:
+        """ms per face at batch 1 and 4 for ``m``'s network, and the benchmark row they come
+        from: its own, else that of a zoo model with the same architecture and options (the
+        same network computes the same operations whatever its weights)."""
+        names = [m.name, self.zoo_name(m)]
+        names += [z.name for z in self.zoo if z.meta.get("model") == m.meta.get("model")]
+        for name in names:
+            if (name, 1) in self.bench:
+                return self.bench[(name, 1)], self.bench.get((name, 4)), name
+        return None, None, None
+
+    def real(self, m: ShippedModel) -> dict | None:
+        return self.real_by_model.get(m.name) or self.real_by_model.get(self.zoo_name(m))
 
 
-def parameters(m: ShippedModel) -> int:
-    from safetensors import safe_open
-
-    total = 0
-    with safe_open(str(m.path), framework="numpy") as fh:
-        for key in fh.keys():
-            if not key.endswith(("running_mean", "running_var", "num_batches_tracked")):
-                shape = fh.get_slice(key).get_shape()
-                n = 1
-                for s in shape:
-                    n *= s
-                total += n
-    return total
+def reads(m: ShippedModel) -> str:
+    targets = m.meta.get("config", {}).get("train", {}).get("targets", "fer2013")
+    return {"fer2013": "FER2013's label", "ferplus-smoothing": "FER2013's label",
+            "ferplus-majority": "the FER+ majority", "ferplus-soft": "the FER+ vote share"}.get(targets, targets)
 
 
 def architecture(m: ShippedModel) -> str:
@@ -83,122 +205,268 @@ def architecture(m: ShippedModel) -> str:
     return f"`{name}` ({opts}); {parameters(m) / 1e6:.1f}M parameters"
 
 
-def training(m: ShippedModel) -> str:
-    notes = m.meta.get("notes") or ["—"]
-    return " ".join(str(n) for n in notes)
+def table(rows: list[tuple[str, ...]], head: tuple[str, ...]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
 
 
-def _speed(m: ShippedModel, bench: dict[tuple[str, int], float]) -> str:
-    b1, b4 = bench.get((m.name, 1)), bench.get((m.name, 4))
-    if b1 is None:
+# -- README.md ---------------------------------------------------------------------------------
+
+def readme_results(a: Artefacts) -> str:
+    rows = []
+    for m in a.box:
+        ms, _, _ = a.speed(m)
+        real = a.real(m)
+        rows.append((f"`{m.name}`" + (" (default)" if m.name == DEFAULT_MODEL else ""), reads(m),
+                     f"**{acc_ci(m, 'test')}**", ferplus_ci(m), num(metric(m, "test", "macro_f1")),
+                     num(metric(m, "test", "ece")), pct(real["accuracy"], 1) if real else "—",
+                     "—" if ms is None else f"{ms:.1f}"))
+    lines = table(rows, ("model", "trained to say", "PrivateTest accuracy [95% CI]", "FER+ majority agreement [95% CI]",
+                         "macro-F1", "ECE", "real photos", "ms/face (CPU)"))
+    n = split(a.box[0], "test").get("n") if a.box else None
+    lines += ["", f"PrivateTest: {count(n)} FER2013 test faces, never used for any choice; FER+ majority: the "
+                  "same faces against what most of ten people said. Real photos: the whole pipeline on "
+                  f"{count(a.real_photos.get('photos'))} labelled news photos (benchmarks/results-real-photos.txt). "
+                  "ms/face: ONNX Runtime on one 2-core CPU, batch 1 (benchmarks/results-cpu.md)."]
+    return "\n".join(lines)
+
+
+# -- MODEL_CARD.md -----------------------------------------------------------------------------
+
+def card_metrics(a: Artefacts) -> str:
+    n_test = count(split(a.box[0], "test").get("n"))
+    n_fp = count(ferplus(a.box[0], "test", "n_majority7"))
+
+    def trained(m: ShippedModel) -> str:
+        return f"{count(m.meta.get('train_images'))} faces, {reads(m)}"
+
+    def flagged(m: ShippedModel) -> str:
+        return f"{pct(ferplus(m, 'test', 'flagged'), 1)}; {num(ferplus(m, 'test', 'auroc_unreadable'))}"
+
+    def real(m: ShippedModel) -> str:
+        r = a.real(m)
+        return "—" if r is None else with_ci(r["accuracy"], r["photos"])
+
+    spec: list[tuple[str, Callable[[ShippedModel], str]]] = [
+        ("Trained on", trained),
+        ("Size", lambda m: f"{parameters(m) / 1e6:.1f}M parameters, {m.path.stat().st_size / 1e6:.1f} MB"),
+        (f"PrivateTest accuracy (n = {n_test})", lambda m: f"**{acc_ci(m, 'test')}**"),
+        (f"All {count(split(a.box[0], 'test-all').get('n'))} test faces", lambda m: acc_ci(m, "test-all")),
+        (f"FER+ majority agreement (n = {n_fp})", lambda m: f"**{ferplus_ci(m)}**"),
+        ("Macro-F1 / ECE", lambda m: f"{num(metric(m, 'test', 'macro_f1'))} / {num(metric(m, 'test', 'ece'))}"),
+        ("Flagged `uncertain`; AUROC for unreadable faces", flagged),
+        ("FER+ agreement, 80% most confident faces", lambda m: pct(ferplus(m, "test", "accuracy_at_80"), 1)),
+        (f"Real photos, whole pipeline (n = {count(a.real_photos.get('photos'))})", real),
+    ]
+    head = ("",) + tuple(f"`{m.name}`" + (" (default)" if m.name == DEFAULT_MODEL else "") for m in a.box)
+    rows = [(label,) + tuple(fn(m) for m in a.box) for label, fn in spec]
+    return "\n".join(table(rows, head))
+
+
+def card_classes(a: Artefacts) -> str:
+    """Per-class F1 on PrivateTest and recall on the real photos, both models per class."""
+    names = "/".join(f"`{m.name}`" for m in a.box)
+    f1 = ", ".join(f"{c} " + "/".join(num(split(m, "test").get("per_class_f1", {}).get(c), 2) for m in a.box)
+                   for c in CLASS_NAMES)
+    lines = [f"- PrivateTest F1, {names}: {f1}."]
+    if all(a.real(m) for m in a.box):
+        per = a.real_photos.get("per_class", {})
+        rec = ", ".join(f"{c} " + "/".join(pct(a.real(m)["recall"].get(c), 0) for m in a.box)
+                        + (f" (of {per[c]})" if per.get(c) != max(per.values()) else "") for c in CLASS_NAMES)
+        lines.append(f"- Real-photo recall ({max(per.values())} photos per class unless noted): {rec}.")
+    return "\n".join(lines)
+
+
+def card_failures(a: Artefacts) -> str:
+    """The failure modes that the committed measurements put a number on."""
+    lines = []
+    worst = []
+    for m in a.box:
+        f1 = split(m, "test").get("per_class_f1", {})
+        if f1:
+            c = min(f1, key=f1.get)
+            worst.append(f"{c} for `{m.name}` (F1 {num(f1[c], 2)})")
+    if worst:
+        lines.append(f"- **Hardest class**: {'; '.join(worst)}.")
+    dis = [(m, a.real(m)) for m in a.box if a.real(m)]
+    if dis:
+        vals = ", ".join(f"{pct(r['recall']['disgust'], 0)} (`{m.name}`)" for m, r in dis)
+        lines.append(f"- **Disgust on real photos** is almost never said: recall {vals}.")
+    fid = a.fidelity.get("settings", {})
+    default = next((v for k, v in fid.items() if "(default)" in k), None)
+    if default:
+        bands = default.get("recall_by_side", {})
+        band = ", ".join(f"{pct(v, 0)} at {k} px" for k, v in bands.items())
+        lines.append(f"- **Small faces**: the detector finds {band} in 640×480 frames; a missed face gets no "
+                     f"reading (pipeline {pct(default['pipeline_acc'], 1)} right against the classifier's "
+                     f"{pct(default['direct_acc'], 1)} on the same faces).")
+    return "\n".join(lines)
+
+
+# -- zoo/README.md -----------------------------------------------------------------------------
+
+def _config_file(m: ShippedModel) -> str:
+    name = m.meta.get("config", {}).get("name")
+    if not name:
         return "—"
-    return f"{b1:.2f} (batch 1), {b4:.2f} (batch 4)" if b4 is not None else f"{b1:.2f} (batch 1)"
+    path = REPO / "configs" / f"{name}.yaml"
+    return f"`configs/{name}.yaml`" if path.is_file() else f"`{name}` (built-in)"
 
 
-def _calibration(m: ShippedModel, key: str = "calibration", split: str = "test") -> str:
-    cal = m.meta.get(key)
-    if not isinstance(cal, dict):
-        return "— (no calibration: `uncertain` is null)"
-    return (f"T = {cal['temperature']:.3f}, uncertain when 1 - max p >= {cal['threshold']:.3f}; "
-            f"{pct(ferplus(m, 'flagged', split))}")
+def _source(m: ShippedModel) -> str | None:
+    """The zoo model a recalibrated model was made from (no training of its own)."""
+    rec = m.meta.get("recalibration")
+    return rec.get("source", {}).get("name") if isinstance(rec, dict) else None
 
 
-# -- blocks ------------------------------------------------------------------------------------
-
-def readme_results(models: list[ShippedModel], default: str, bench: dict[tuple[str, int], float]) -> str:
-    rows = ["| model | PublicTest (val) | **PrivateTest** | PrivateTest + flip TTA | all 7,178 | "
-            "all 7,178 + flip TTA | macro-F1 (Private) | ECE (Private) | FER+ majority acc (Private) | "
-            "AUROC unreadable (Private) | ms/face, ONNX Runtime fp32, batch 1 |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for m in models:
-        star = " (default)" if m.name == default else ""
-        b1 = bench.get((m.name, 1))
-        rows.append(f"| `{m.name}`{star} | {val_accuracy(m)} | **{pct(metric(m, 'test'))}** | "
-                    f"{pct(metric(m, 'test-tta'))} | {pct(metric(m, 'test-all'))} | {pct(metric(m, 'test-all-tta'))} | "
-                    f"{num(metric(m, 'test', 'macro_f1'))} | {num(metric(m, 'test', 'ece'))} | "
-                    f"{pct(ferplus(m, 'accuracy'))} | {num(ferplus(m, 'auroc_unreadable'))} | "
-                    f"{'—' if b1 is None else f'{b1:.2f}'} |")
-    rows.append("")
-    rows.append("How each was trained (from its sidecar's notes):")
-    rows.append("")
-    rows += [f"- `{m.name}`: {training(m)}" for m in models]
-    return "\n".join(rows)
+def _start(m: ShippedModel) -> str:
+    if _source(m):
+        return f"the zoo model `{_source(m)}`, recalibrated (no training)"
+    t = m.meta.get("config", {}).get("train", {})
+    if t.get("init_from"):
+        return f"the zoo model `{t['init_from']}`"
+    pre = m.meta.get("config", {}).get("model", {}).get("pretrained", "none")
+    return "random initialisation" if pre in (None, "none") else f"{pre} weights"
 
 
-def card_summary(models: list[ShippedModel], default: str, bench: dict[tuple[str, int], float]) -> str:
-    head = "| | " + " | ".join(f"`{m.name}`" + (" (default)" if m.name == default else "") for m in models) + " |"
-    rows = [head, "|---" * (len(models) + 1) + "|"]
-
-    def row(label: str, values: list[str]) -> None:
-        rows.append(f"| {label} | " + " | ".join(values) + " |")
-
-    row("Architecture", [architecture(m) for m in models])
-    row("Training", [training(m) for m in models])
-    row("Selected epoch (best PublicTest accuracy)", [str(m.meta.get("epoch", "—")) for m in models])
-    row("Weights", [f"{m.meta.get('dtype', 'float32')} safetensors, {m.path.stat().st_size / 1e6:.1f} MB"
-                    for m in models])
-    row("PublicTest (val) accuracy", [val_accuracy(m) for m in models])
-    row("**PrivateTest accuracy**", [f"**{pct(metric(m, 'test'))}** (flip TTA {pct(metric(m, 'test-tta'))})"
-                                     for m in models])
-    row("PrivateTest macro-F1 / weighted-F1", [f"{num(metric(m, 'test', 'macro_f1'))} / "
-                                               f"{num(metric(m, 'test', 'weighted_f1'))}" for m in models])
-    row("PrivateTest ECE (15 bins) / NLL", [f"{num(metric(m, 'test', 'ece'))} / {num(metric(m, 'test', 'nll'))}"
-                                            for m in models])
-    row("Mean confidence correct / wrong (PrivateTest)",
-        [f"{num(metric(m, 'test', 'mean_confidence_correct'))} / {num(metric(m, 'test', 'mean_confidence_wrong'))}"
-         for m in models])
-    row("All 7,178 test images accuracy", [f"{pct(metric(m, 'test-all'))} (flip TTA {pct(metric(m, 'test-all-tta'))})"
-                                           for m in models])
-    row("All 7,178: macro-F1, ECE", [f"{num(metric(m, 'test-all', 'macro_f1'))}, {num(metric(m, 'test-all', 'ece'))}"
-                                     for m in models])
-    row("PrivateTest **FER+ majority accuracy** (faces with a 7-class majority)",
-        [f"**{pct(ferplus(m, 'accuracy'))}** (n = {num(ferplus(m, 'n_majority7'), 0)}; FER2013 labels on the same "
-         f"faces {pct(ferplus(m, 'fer2013_accuracy_same_faces'))})" for m in models])
-    row("PrivateTest cross-entropy / ECE against the vote distribution (raw; temperature-scaled)",
-        [f"{num(ferplus(m, 'nll_votes'))} / {num(ferplus(m, 'ece_votes'))}; {num(ferplus(m, 'nll_votes_calibrated'))} "
-         f"/ {num(ferplus(m, 'ece_votes_calibrated'))}" for m in models])
-    row("PrivateTest AUROC of the uncertainty for unreadable faces", [num(ferplus(m, "auroc_unreadable")) for m in models])
-    row("PrivateTest FER+ accuracy at 80% / 90% coverage",
-        [f"{pct(ferplus(m, 'accuracy_at_80'))} / {pct(ferplus(m, 'accuracy_at_90'))}" for m in models])
-    row("`uncertain` flag: temperature, threshold (fitted on PublicTest); PrivateTest share flagged",
-        [_calibration(m) for m in models])
-    row("With `--tta flip`: the same flag (`calibration_tta`, fitted on PublicTest)",
-        [_calibration(m, "calibration_tta", "test-tta") for m in models])
-    row("PrivateTest FER2013 accuracy on the faces with a 7-class FER+ majority, plain / flip TTA; ECE plain / flip TTA",
-        [f"{pct(ferplus(m, 'fer2013_accuracy_same_faces'))} / {pct(ferplus(m, 'fer2013_accuracy_same_faces', 'test-tta'))}; "
-         f"{num(metric(m, 'test', 'ece'))} / {num(metric(m, 'test-tta', 'ece'))}" for m in models])
-    row("ms per face, ONNX Runtime fp32 (benchmarks/results-cpu.md)", [_speed(m, bench) for m in models])
-    rows.append("")
-    rows.append("Per-class F1 on PrivateTest:")
-    rows.append("")
-    rows.append("| class | " + " | ".join(m.name for m in models) + " |")
-    rows.append("|---" * (len(models) + 1) + "|")
-    for c in CLASS_NAMES:
-        vals = [m.meta.get("metrics", {}).get("test", {}).get("per_class_f1", {}).get(c) for m in models]
-        rows.append(f"| {c} | " + " | ".join(num(v) for v in vals) + " |")
-    return "\n".join(rows)
+def _teachers(m: ShippedModel) -> str:
+    t = m.meta.get("config", {}).get("train", {})
+    if not t.get("teachers"):
+        return "none"
+    names = ", ".join(f"`{n}`" for n in t["teachers"])
+    return f"{names} (weight {t.get('teacher_weight')}, {'flip-averaged' if t.get('teacher_tta') else 'plain'})"
 
 
-# -- splicing ----------------------------------------------------------------------------------
+def _recipe(m: ShippedModel) -> str:
+    t = m.meta.get("config", {}).get("train", {})
+    if not t:
+        return "—"
+    parts = [f"targets `{t.get('targets', 'fer2013')}`", f"label smoothing {t.get('label_smoothing')}",
+             f"class weights {'on' if t.get('class_weights') else 'off'}",
+             f"{t.get('optimizer')} lr {t.get('lr')}, wd {t.get('weight_decay')}, batch {t.get('batch_size')}",
+             f"{t.get('scheduler')} schedule, {t.get('epochs')} epochs"]
+    if t.get("freeze_epochs"):
+        parts.append(f"backbone frozen {t['freeze_epochs']} epochs")
+    aug = m.meta.get("config", {}).get("augment", {})
+    if aug:
+        parts.append(f"augment: flip {aug.get('hflip')}, rotation ±{aug.get('rotation')}°, translate "
+                     f"{aug.get('translate')}, scale {aug.get('scale')}, erasing p {aug.get('erasing_p')}")
+    return "; ".join(parts)
 
-def splice(text: str, name: str, body: str, where: Path) -> str:
-    pattern = re.compile(rf"(<!-- generated:{name} -->\n)(.*?)(<!-- /generated:{name} -->)", re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"{where}: no <!-- generated:{name} --> ... <!-- /generated:{name} --> block")
-    return pattern.sub(lambda mt: mt.group(1) + body.rstrip() + "\n" + mt.group(3), text, count=1)
+
+def zoo_index(a: Artefacts) -> str:
+    rows = []
+    for m in a.zoo:
+        box = a.box_of(m.name)
+        rows.append((f"[`{m.name}`](#{m.name})", f"`{m.arch}`", _config_file(m), _start(m),
+                     reads(m), acc_ci(m, "val"), acc_ci(m, "test"), ferplus_ci(m),
+                     f"`{box.name}`" if box else "—"))
+    return "\n".join(table(rows, ("model", "network", "config", "starts from", "trained to say", "PublicTest",
+                                  "PrivateTest", "FER+ majority (PrivateTest)", "in the box as")))
+
+
+def zoo_model(a: Artefacts, name: str) -> str:
+    m = next((z for z in a.zoo if z.name == name), None)
+    if m is None:
+        return (f"*No sidecar yet: zoo/{name}.json is written when its training run is put in the zoo "
+                f"(scripts/ship_model.py, then scripts/evaluate_shipped.sh measures it); run "
+                f"scripts/render_docs.py then. No number is shown before it is measured.*")
+    box = a.box_of(m.name)
+    t = m.meta.get("config", {}).get("train", {})
+    theirs = f" (of `{_source(m)}`)" if _source(m) else ""
+    lineage = [
+        ("In the box as", f"`{box.name}` (`src/ferlab/pretrained/{box.path.name}`)" if box else "— (zoo only)"),
+        ("Network", architecture(m)),
+        ("Weights", f"{m.meta.get('dtype', 'float32')} safetensors, {m.path.stat().st_size / 1e6:.1f} MB, "
+                    f"SHA-256 `{sha256(m.path)[:16]}…`"),
+        ("Made from" if _source(m) else "Starts from", _start(m)),
+        ("Config" + theirs, _config_file(m)),
+        ("Teachers" + theirs, _teachers(m)),
+        ("Recipe" + theirs, _recipe(m)),
+        ("Selected" + theirs, f"epoch {m.meta.get('epoch', '—')} of {t.get('epochs', '—')}, best `{t.get('select_metric', 'val_acc')}` "
+                     f"on PublicTest"),
+        ("Training faces", count(m.meta.get("train_images"))),
+    ]
+    rec = m.meta.get("recalibration")
+    if isinstance(rec, dict):
+        held = rec.get("cross_fitted", {})
+        lineage.append(("Recalibration", f"vector scaling of `{rec.get('source', {}).get('name')}`'s logits, fitted on "
+                                         f"PublicTest (n = {count(rec.get('fitted_on', {}).get('n'))}); PublicTest "
+                                         f"accuracy on held-out halves {pct(held.get('without', {}).get('accuracy'))} → "
+                                         f"{pct(held.get('with', {}).get('accuracy'))}, ECE "
+                                         f"{num(held.get('without', {}).get('ece'))} → {num(held.get('with', {}).get('ece'))}"))
+    lines = table(lineage, ("", ""))
+    notes = m.meta.get("notes") or []
+    if notes:
+        lines += ["", "Its sidecar's notes, verbatim but for the data folder, written `DATA`:", ""]
+        lines += [f"- {DATA_PATHS.sub('DATA', str(n))}" for n in notes]
+    rows = []
+    for key, label in SPLITS:
+        if not split(m, key):
+            continue
+        rows.append((label, acc_ci(m, key), num(metric(m, key, "macro_f1")), num(metric(m, key, "ece")),
+                     num(metric(m, key, "nll")), ferplus_ci(m, key), num(ferplus(m, key, "auroc_unreadable")),
+                     pct(ferplus(m, key, "flagged"), 1)))
+    lines += [""] + table(rows, ("split", "accuracy [95% CI]", "macro-F1", "ECE", "NLL", "FER+ majority [95% CI]",
+                                 "AUROC unreadable", "flagged uncertain"))
+    f1 = split(m, "test").get("per_class_f1", {})
+    if f1:
+        lines += ["", "PrivateTest F1: " + ", ".join(f"{c} {num(f1.get(c))}" for c in CLASS_NAMES) + "."]
+    cal, cal_tta = m.meta.get("calibration"), m.meta.get("calibration_tta")
+    if isinstance(cal, dict):
+        flip = (f"; with flip TTA {cal_tta['temperature']:.3f} and {cal_tta['threshold']:.3f}"
+                if isinstance(cal_tta, dict) else "")
+        lines += ["", f"`uncertain` flag, fitted on PublicTest against the FER+ votes: temperature "
+                      f"{cal['temperature']:.3f}, threshold {cal['threshold']:.3f}{flip}."]
+    return "\n".join(lines)
+
+
+# -- documents ---------------------------------------------------------------------------------
+
+SHORT_NOTE = "<!-- scripts/render_docs.py -->\n"  # the model card counts its words
+NOTE = ("<!-- Written by scripts/render_docs.py from {src}; edit those (or the script), not this block. -->\n")
+
+
+def blocks_for(path: Path, a: Artefacts) -> dict[str, Callable[[], str]]:
+    """Block name -> renderer for one document (a zoo README block named after a model)."""
+    if path == README:
+        return {"results": lambda: NOTE.format(src="the box models' sidecars and benchmarks/") + readme_results(a)}
+    if path == MODEL_CARD:
+        return {"card-metrics": lambda: SHORT_NOTE + card_metrics(a),
+                "card-classes": lambda: SHORT_NOTE + card_classes(a),
+                "card-failures": lambda: SHORT_NOTE + card_failures(a)}
+    if path == ZOO_README:
+        names = {mt.group("name") for mt in BLOCK.finditer(path.read_text())} | {m.name for m in a.zoo}
+        out: dict[str, Callable[[], str]] = {"index": lambda: NOTE.format(src="zoo/*.json") + zoo_index(a)}
+        for name in sorted(names - {"index"}):
+            out[name] = (lambda n=name: NOTE.format(src=f"zoo/{n}.json") + zoo_model(a, n))
+        return out
+    raise KeyError(path)
+
+
+def render_one(path: Path, a: Artefacts) -> str:
+    text = path.read_text()
+    renderers = blocks_for(path, a)
+    found = {mt.group("name") for mt in BLOCK.finditer(text)}
+    missing = sorted(set(renderers) - found)
+    if missing:
+        raise SystemExit(f"{_shown(path)}: no <!-- generated:NAME --> ... <!-- /generated:NAME --> block for "
+                         f"{', '.join(missing)}" + (" (every zoo model needs its section)" if path == ZOO_README else ""))
+    unknown = sorted(found - set(renderers))
+    if unknown:
+        raise SystemExit(f"{_shown(path)}: no renderer for block(s) {', '.join(unknown)}")
+
+    def sub(mt: re.Match) -> str:
+        name = mt.group("name")
+        return f"<!-- generated:{name} -->\n{renderers[name]().rstrip()}\n<!-- /generated:{name} -->"
+
+    return BLOCK.sub(sub, text)
 
 
 def render() -> dict[Path, str]:
-    models = shipped_models()
-    default = default_model().name
-    bench = ms_per_face(BENCH_CPU.read_text()) if BENCH_CPU.is_file() else {}
-    note = ("<!-- Written by scripts/render_docs.py from the sidecars and benchmarks/results-cpu.md; "
-            "edit those, not this block. -->\n")
-    out: dict[Path, str] = {}
-    out[README] = splice(README.read_text(), "results", note + readme_results(models, default, bench), README)
-    out[MODEL_CARD] = splice(MODEL_CARD.read_text(), "model-card", note + card_summary(models, default, bench),
-                             MODEL_CARD)
-    return out
+    a = Artefacts()
+    return {path: render_one(path, a) for path in (README, MODEL_CARD, ZOO_README)}
 
 
 def _shown(path: Path) -> str:

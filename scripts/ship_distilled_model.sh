@@ -6,6 +6,7 @@
 #   bash scripts/ship_distilled_model.sh runs/distill2 ../shared/data/fer2013 fernet_distill2
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export FERLAB_ZOO=${FERLAB_ZOO:-zoo}  # model names (init_from, teachers) resolve in the zoo
 RUNS=${1:-runs/distill}
 DATA=${2:-../shared/data/fer2013}
 NAME=${3:-fernet_distill}

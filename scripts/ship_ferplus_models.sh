@@ -6,6 +6,7 @@
 #   bash scripts/ship_ferplus_models.sh [RUNS=runs/ferplus-models] [DATA=../shared/data/fer2013]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export FERLAB_ZOO=${FERLAB_ZOO:-zoo}  # model names (init_from, teachers) resolve in the zoo
 RUNS=${1:-runs/ferplus-models}
 DATA=${2:-../shared/data/fer2013}
 PY=${PYTHON:-.venv/bin/python}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Put a trained checkpoint into the package as a shipped model, with its measured metrics.
+"""Put a trained checkpoint into the model zoo (zoo/NAME.safetensors + NAME.json) with its measured metrics.
 
     .venv/bin/python scripts/ship_model.py --checkpoint runs/fernet/best.safetensors --name fernet \
         --eval val=runs/eval-fernet-val --eval test=runs/eval-fernet-test \
@@ -11,10 +11,10 @@
 Validation metrics start from the checkpoint's own sidecar (measured during training on
 PublicTest, with the same prediction code as ``ferlab evaluate``); every ``--eval KEY=DIR``
 replaces or adds a split with the numbers of ``ferlab evaluate``'s metrics.json - nothing is
-typed in by hand. Writes src/ferlab/pretrained/NAME.safetensors + NAME.json;
-``--metrics-only`` rewrites only the JSON sidecar of an already shipped model, leaving its
-weights (and so every ``ferlab evaluate`` hash) untouched. scripts/evaluate_shipped.sh runs
-the evaluations and this script for every shipped model.
+typed in by hand. Writes zoo/NAME.safetensors + NAME.json; ``--metrics-only`` rewrites only
+the JSON sidecar of a zoo model, leaving its weights (and so every ``ferlab evaluate`` hash)
+untouched. scripts/evaluate_shipped.sh runs the evaluations and this script for zoo models;
+scripts/export_shipped_onnx.py puts a zoo model in the box.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from ferlab.fileio import sha256_file, write_json  # noqa: E402
 from ferlab.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from ferlab.models.hub import PRETRAINED_DIR  # noqa: E402
+
+ZOO = REPO / "zoo"
 
 
 def ferplus_summary(block: dict) -> dict:
@@ -71,7 +72,7 @@ def main() -> int:
                     help="`ferlab calibrate --tta flip` output: the same fitted on the flip-averaged outputs, "
                          "used by inference with --tta flip")
     args = ap.parse_args()
-    target = PRETRAINED_DIR / f"{args.name}.safetensors"
+    target = ZOO / f"{args.name}.safetensors"
     if args.metrics_only == bool(args.checkpoint):
         ap.error("give either --checkpoint (ship a model) or --metrics-only (update a shipped sidecar)")
     meta = json.loads(target.with_suffix(".json").read_text()) if args.metrics_only \

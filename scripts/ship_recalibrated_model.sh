@@ -7,6 +7,7 @@
 #   bash scripts/ship_recalibrated_model.sh [SOURCE=fernet_distill2] [NAME=fernet_distill2_vs] [DATA=../shared/data/fer2013]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export FERLAB_ZOO=${FERLAB_ZOO:-zoo}  # model names (init_from, teachers) resolve in the zoo
 SOURCE=${1:-fernet_distill2}
 NAME=${2:-${SOURCE}_vs}
 DATA=${3:-../shared/data/fer2013}

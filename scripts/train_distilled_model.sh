@@ -8,6 +8,7 @@
 #   bash scripts/train_distilled_model.sh runs/distill2 configs/fernet_distill2.yaml scale "[1.0,1.0]" "[0.9,1.1]"
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export FERLAB_ZOO=${FERLAB_ZOO:-zoo}  # model names (init_from, teachers) resolve in the zoo
 OUT=${1:-runs/distill}
 CONFIG=${2:-configs/fernet_distill.yaml}
 KEY=${3:-teacher_weight}
@@ -23,8 +24,8 @@ import sys
 from ferlab.config import make_config
 from ferlab.data import resolve_data
 from ferlab.training.teachers import teacher_probs
-t = make_config(sys.argv[2])["train"]
-teacher_probs(t["teachers"], resolve_data(sys.argv[1]).split("train"), tta=t["teacher_tta"])
+t = make_config(sys.argv[2]).train
+teacher_probs(t.teachers, resolve_data(sys.argv[1]).split("train"), tta=t.teacher_tta)
 PY
 tag() { echo "$KEY$1" | tr -c 'A-Za-z0-9.\n-' '_'; }  # a folder name for KEY=value
 one() {

@@ -4,6 +4,7 @@
 #   bash scripts/train_ferplus_models.sh [OUT=runs/ferplus-models]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export FERLAB_ZOO=${FERLAB_ZOO:-zoo}  # model names (init_from, teachers) resolve in the zoo
 OUT=${1:-runs/ferplus-models}
 DATA=${FERLAB_DATA:-../shared/data/fer2013}
 FERLAB=${FERLAB:-.venv/bin/ferlab}

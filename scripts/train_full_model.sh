@@ -10,6 +10,7 @@
 #   SKIP_TRAIN=1 bash scripts/train_full_model.sh    # ship a run that has already ended
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export FERLAB_ZOO=${FERLAB_ZOO:-zoo}  # model names (init_from, teachers) resolve in the zoo
 OUT=${1:-runs/full}
 DATA=${2:-../shared/data/fer2013}
 NAME=${3:-fernet_full}

@@ -218,6 +218,21 @@ def test_without_ray_one_line_naming_the_extra(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+def test_a_batch_that_cannot_start_leaves_no_tables(local_ray, media: Path, tmp_path: Path) -> None:
+    """The model will not load on the workers: one line, and no header-only manifest or summary
+    (a folder this run created is removed again; one that was there stays, without tables)."""
+    missing = str(tmp_path / "missing.onnx")
+    out = tmp_path / "new"
+    with pytest.raises(FerlabError, match="model could not be loaded"):
+        run_batch([media / "photos"], out, workers=1, model=missing)
+    assert not out.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(FerlabError, match="model could not be loaded"):
+        run_batch([media / "photos"], kept, workers=1, model=missing)
+    assert not (kept / "manifest.csv").exists() and not (kept / "summary.csv").exists()
+
+
 def test_journal_survives_a_torn_line_and_compacts(tmp_path: Path) -> None:
     from ferlab.batch.manifest import Journal
 
@@ -233,6 +248,8 @@ def test_journal_survives_a_torn_line_and_compacts(tmp_path: Path) -> None:
     j.append({"key": "c"})
     j.close()
     assert Journal(tmp_path).rows == {"a": {"key": "a", "n": 149}, "c": {"key": "c"}}
+    # the torn tail was dropped, not kept as a line of its own
+    assert (tmp_path / ".ferlab-batch" / "journal.jsonl").read_text() == '{"key":"a","n":149}\n{"key":"c"}\n'
 
 
 # -- long videos split into time segments (ferlab.batch.segments) ---------------------------

@@ -15,7 +15,8 @@ from ferlab.constants import CLASS_NAMES, MEAN, STD
 from ferlab.data import FerSplit, class_weights, load_fer2013
 from ferlab.data import fer2013 as fermod
 from ferlab.data.check import check_dataset
-from ferlab.data.fer2013 import CSV_ORDER, FerData
+from ferlab.data.dataset import FerData
+from ferlab.data.fer2013 import CSV_ORDER
 from ferlab.errors import FerlabError
 
 # Deliberately unequal so that stratification and class order mistakes show.
@@ -532,7 +533,8 @@ def test_real_check_reports_ferplus_readme_agreement(fer_data: FerData, ferplus_
     PrivateTest 3,518, 63.4 %."""
     report = check_dataset(fer_data)
     fp = report.ferplus
-    assert fp is not None and Path(fp.source).parent == ferplus_dir.resolve()
+    # both sides resolved: the shared data may be reached through a symlink
+    assert fp is not None and Path(fp.source).resolve().parent == ferplus_dir.resolve()
     got = {s: (a["majority7"], round(a["percent"], 1)) for s, a in fp.splits.items()}
     assert got == {"train": (28223, 63.4), "val": (3529, 63.2), "test": (3518, 63.4), "all": (35270, 63.4)}
     assert fp.splits["all"]["no_votes"] == 175
@@ -575,4 +577,4 @@ def test_every_command_names_the_same_missing_data(argv: list[str], monkeypatch:
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("no data: pass --data PATH (FER2013 folder, fer2013.csv or a .npz pack) or set FERLAB_DATA")
+    assert err.endswith("no data: pass --data PATH (FER2013 folder or fer2013.csv) or set FERLAB_DATA")

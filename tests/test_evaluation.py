@@ -169,9 +169,11 @@ def test_inputs_are_normalised_exactly_like_training() -> None:
     assert seen.shape == (5, 1, 48, 48) and seen.dtype == torch.float32
     ref = (imgs.astype(np.float64) / 255 - 0.4) / 0.3
     np.testing.assert_allclose(seen[:, 0].numpy(), ref, atol=1e-5)
-    trainer = pytest.importorskip("ferlab.training.trainer")
-    if hasattr(trainer, "_normalise"):  # bit-identical to what the model was trained on
-        assert torch.equal(seen[:, 0], trainer._normalise(torch.from_numpy(imgs), 0.4, 0.3))
+    # bit-identical to what the training step feeds the model (ferlab.training.engine.train_step,
+    # augmentation aside): the same two functions on the same uint8 pixels
+    from ferlab.preprocessing import standardise, to_unit
+
+    assert torch.equal(seen[:, 0], standardise(to_unit(torch.from_numpy(imgs)), 0.4, 0.3))
 
 
 def test_flip_tta_averages_softmax_of_face_and_mirror() -> None:
@@ -293,8 +295,11 @@ def test_predict_probs_is_the_softmax_of_predict_logits(tiny_checkpoint: Path) -
     imgs = np.random.default_rng(4).integers(0, 256, (9, 48, 48), dtype=np.uint8)
     logits = predict_logits(ckpt.model, imgs, ckpt.mean, ckpt.std, batch_size=4)
     assert logits.shape == (9, 7) and logits.dtype == torch.float32
-    assert np.array_equal(predict_probs(ckpt.model, imgs, ckpt.mean, ckpt.std, batch_size=4),
-                          logits.double().softmax(1).numpy())
+    from ferlab.probabilities import softmax
+
+    probs = predict_probs(ckpt.model, imgs, ckpt.mean, ckpt.std, batch_size=4)
+    assert np.array_equal(probs, softmax(logits.numpy()))  # the one definition (ferlab.probabilities)
+    np.testing.assert_allclose(probs, logits.double().softmax(1).numpy(), rtol=1e-12)
     views = predict_logits(ckpt.model, imgs, ckpt.mean, ckpt.std, batch_size=4, tta=True)
     assert views.shape == (2, 9, 7) and torch.equal(views[0], logits)
     assert np.array_equal(predict_probs(ckpt.model, imgs, ckpt.mean, ckpt.std, batch_size=4, tta=True),
@@ -309,17 +314,22 @@ def test_trainer_evaluation_is_predict_logits_with_the_training_loss(tiny_checkp
     from ferlab.evaluation.predict import predict_logits
     from ferlab.models import load_checkpoint
     from ferlab.training.engine import evaluate
-    from ferlab.training.loss import WeightedLabelSmoothingCE
+    from ferlab.training.loss import smoothed_targets, soft_cross_entropy
 
     ckpt = load_checkpoint(tiny_checkpoint)
     rng = np.random.default_rng(5)
     imgs, labels = rng.integers(0, 256, (20, 48, 48), dtype=np.uint8), rng.integers(0, 7, 20)
-    crit = WeightedLabelSmoothingCE(7, 0.1)
-    res = evaluate(ckpt.model, torch.from_numpy(imgs), torch.from_numpy(labels), crit, ckpt.mean, ckpt.std)
+    y = torch.from_numpy(labels)
+    targets = (torch.arange(20), smoothed_targets(y, 7, 0.1), None)  # the build's val targets for fer2013
+    res = evaluate(ckpt.model, torch.from_numpy(imgs), y, ckpt.mean, ckpt.std, loss_targets=targets)
     m = compute_metrics(labels, predict_probs(ckpt.model, imgs, ckpt.mean, ckpt.std), NAMES)
     assert res["acc"] == m["accuracy"]
     logits = predict_logits(ckpt.model, imgs, ckpt.mean, ckpt.std)
-    assert res["loss"] == float(crit(logits, torch.from_numpy(labels)))
+    assert res["loss"] == float(soft_cross_entropy(logits, targets[1]))
+    # faces the targets' rule drops are left out of the loss only
+    some = (torch.tensor([0, 3, 7]), targets[1][[0, 3, 7]], torch.tensor([1.0, 2.0, 0.5]))
+    part = evaluate(ckpt.model, torch.from_numpy(imgs), y, ckpt.mean, ckpt.std, loss_targets=some)
+    assert part["acc"] == res["acc"] and part["loss"] == float(soft_cross_entropy(logits[some[0]], some[1], some[2]))
 
 
 # ----------------------------------------------------------------------------- one device rule

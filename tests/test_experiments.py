@@ -14,16 +14,17 @@ import pytest
 import torch
 
 from ferlab.config import make_config
+from ferlab.config_schema import Config
 from ferlab.errors import FerlabError
-from ferlab.experiments.runner import (SuiteOptions, _status, default_configs_dir, effective_config, run_suite,
-                                       run_task, select, smoothing_metrics)
-from ferlab.experiments.table import FINAL, ROWS, configs_of, write_tables
+from ferlab.experiments.exp15 import smoothing_metrics
+from ferlab.experiments.runner import CONFIGS_DIR, SuiteOptions, _status, effective_config, run_suite, run_task, select
+from ferlab.experiments.table import FINAL, ROWS, THESIS_EXP15, THESIS_REPORTED, configs_of, write_tables
 
-CONFIGS = default_configs_dir()
+REPO = Path(__file__).resolve().parents[1]
 
 
-def cfg_of(stem: str) -> dict[str, Any]:
-    return make_config(CONFIGS / f"{stem}.yaml")
+def cfg_of(stem: str) -> Config:
+    return make_config(CONFIGS_DIR / f"{stem}.yaml")
 
 
 # ----------------------------------------------------------------------------- configs
@@ -32,39 +33,40 @@ def test_every_row_has_a_config_that_builds() -> None:
     from ferlab.models import create_from_config
 
     stems = configs_of()
-    assert sorted(stems) == sorted(p.stem for p in CONFIGS.glob("*.yaml")), "a config without a row, or vice versa"
+    assert sorted(stems) == sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")), "a config without a row, or vice versa"
     built: set[str] = set()
     for stem in stems:
         cfg = cfg_of(stem)
-        assert cfg["name"] == stem
-        key = json.dumps(cfg["model"], sort_keys=True)
+        assert cfg.name == stem
+        key = json.dumps(cfg.model, sort_keys=True)
         if key not in built:  # rows that differ only in training settings share one model
             built.add(key)
-            model = create_from_config(dict(cfg["model"]) | {"pretrained": "none"}).eval()
+            model = create_from_config(dict(cfg.model) | {"pretrained": "none"}).eval()
             with torch.no_grad():
                 assert model(torch.zeros(1, 1, 48, 48)).shape == (1, 7)
 
 
 def test_exp09_is_exactly_the_thesis_config() -> None:
-    a, b = cfg_of(FINAL), make_config(CONFIGS.parent.parent / "configs" / "thesis.yaml")
+    a, b = cfg_of(FINAL).model_dump(), make_config(REPO / "configs" / "thesis.yaml").model_dump()
     a.pop("name"), b.pop("name")
     assert a == b
 
 
 def test_early_experiments_follow_the_text() -> None:
     e1, e2, e3 = cfg_of("exp01_scratch_cnn"), cfg_of("exp02_resnet18_fullft_lr1e-3"), cfg_of("exp03_resnet18_lr2e-4")
-    assert e1["model"]["name"] == "scratch_cnn" and e1["train"]["lr"] == 1e-3 and e1["train"]["epochs"] == 30
+    assert e1.arch == "scratch_cnn" and e1.train.lr == 1e-3 and e1.train.epochs == 30
     for c in (e1, e2, e3):  # plain CE, nothing frozen, no erasing, 30 epochs
-        assert c["train"]["label_smoothing"] == 0 and c["train"]["class_weights"] is False
-        assert c["train"]["freeze_epochs"] == 0 and c["augment"]["erasing_p"] == 0
-        assert c["train"]["epochs"] == 30
+        assert c.train.label_smoothing == 0 and c.train.class_weights is False
+        assert c.train.freeze_epochs == 0 and c.augment.erasing_p == 0
+        assert c.train.epochs == 30
     for c in (e2, e3):  # bare Linear(512, 7) on the original 3-channel stem
-        assert c["model"] | {} == c["model"] | {"name": "resnet18", "pretrained": "imagenet", "head": [],
-                                                "dropout": [0.0, 0.0], "stem": "original", "in_chans": 3}
-    assert (e2["train"]["lr"], e3["train"]["lr"]) == (1e-3, 2e-4)
+        assert c.model | {} == c.model | {"name": "resnet18", "pretrained": "imagenet", "head": [],
+                                          "dropout": [0.0, 0.0], "stem": "original", "in_chans": 3}
+    assert (e2.train.lr, e3.train.lr) == (1e-3, 2e-4)
 
 
-def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _diff(a: Config | dict[str, Any], b: Config | dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    a, b = (c.model_dump() if isinstance(c, Config) else c for c in (a, b))
     out = {}
     for k in set(a) | set(b):
         if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
@@ -110,6 +112,30 @@ def test_thesis_numbers_are_the_reported_ones() -> None:
     assert [r.thesis["test_acc"] for r in ROWS if r.exp == 12] == [68.7, 69.5, 68.2, 67.0]
 
 
+def test_the_suite_installs_with_the_package() -> None:
+    """Configs, the thesis's numbers and the Exp. 15 clip are package data, found beside the
+    modules (never through a checkout or ../shared), and the wheel takes every one of them."""
+    import fnmatch
+
+    from ferlab.experiments.exp15 import DEFAULT_VIDEO
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    pkg = REPO / "src" / "ferlab"
+    files = [*CONFIGS_DIR.glob("*.yaml"), THESIS_REPORTED, DEFAULT_VIDEO]
+    assert len(files) > 20 and all(f.is_file() and f.resolve().is_relative_to(pkg) for f in files)
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["ferlab"]
+    for f in files:
+        rel = f.resolve().relative_to(pkg).as_posix()
+        assert any(fnmatch.fnmatch(rel, pat) for pat in patterns), f"{rel} is not package data"
+    # the thesis's Table 5 and the windows Exp. 15 measures
+    assert THESIS_EXP15 == {1: (33, "1 (very jittery)"), 5: (167, "3"), 10: (333, "5 (very stable)"),
+                            20: (667, "5 (sluggish)")}
+    for source in (pkg / "experiments").glob("*.py"):
+        text = source.read_text()
+        assert "parents[3]" not in text and '"shared"' not in text and "../shared" not in text, source.name
+
+
 def test_only_selects_rows_by_number_or_name() -> None:
     configs, exp15 = select(["1", "13"])
     assert configs == ["exp01_scratch_cnn", FINAL, "exp13_head_none", "exp13_head_128", "exp13_head_512",
@@ -124,9 +150,12 @@ def test_only_selects_rows_by_number_or_name() -> None:
 
 def test_pretrained_override_spares_scratch_models() -> None:
     opts = SuiteOptions(data="x", pretrained="none", epochs=2, subset=50)
-    assert effective_config("exp03_resnet18_lr2e-4", 7, opts)["model"]["pretrained"] == "none"
+    assert effective_config("exp03_resnet18_lr2e-4", 7, opts).pretrained == "none"
     c1 = effective_config("exp01_scratch_cnn", 7, opts)
-    assert (c1["model"]["pretrained"], c1["seed"], c1["train"]["epochs"], c1["data"]["train_subset"]) == ("none", 7, 2, 50)
+    assert (c1.pretrained, c1.seed, c1.train.epochs, c1.data.train_subset) == ("none", 7, 2, 50)
+    other = SuiteOptions(data="x", pretrained="/weights/r18.pth")
+    assert effective_config("exp03_resnet18_lr2e-4", 7, other).pretrained == "/weights/r18.pth"
+    assert effective_config("exp01_scratch_cnn", 7, other).pretrained == "none"
 
 
 # ----------------------------------------------------------------------------- table
@@ -264,13 +293,13 @@ def test_jobs_run_as_subprocesses(fer_root: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_exp15_on_the_sample_video(samples_dir: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
-    """Exp. 15 end to end with a random-weight model: the live pipeline runs once over the clip and
-    every window of Table 5 gets flips/s and lag; results.md shows them beside the thesis's rating."""
-    from ferlab.experiments.runner import run_exp15
+def test_exp15_on_the_sample_video(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Exp. 15 end to end with a random-weight model on the clip installed with ferlab (no video
+    argument): the live pipeline runs once over the clip and every window of Table 5 gets
+    flips/s and lag; results.md shows them beside the thesis's rating."""
+    from ferlab.experiments.exp15 import run_exp15
 
-    res = run_exp15(tmp_path, SuiteOptions(exp15_model=str(tiny_checkpoint),
-                                           exp15_video=str(samples_dir / "short_hamilton_clip.mp4")))
+    res = run_exp15(tmp_path, SuiteOptions(exp15_model=str(tiny_checkpoint)))
     assert res is not None and res["frames"] == 275 and res["frames_with_face"] > 0
     assert [w["window"] for w in res["windows"]] == [1, 5, 10, 20]
     flips = [w["flips_per_s"] for w in res["windows"]]

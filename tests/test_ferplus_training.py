@@ -1,5 +1,5 @@
-"""Training targets from FER+'s votes (``train.targets``): the soft-target form of Eq. 15 gives
-exactly the thesis's numbers for ``fer2013``, the vote-informed smoothing and the class weights
+"""Training targets from FER+'s votes (``train.targets``): the loss towards the targets gives
+exactly the thesis's Eq. 15 for ``fer2013``, the vote-informed smoothing and the class weights
 match hand computations, faces without votes are dropped as documented, and every target
 trains on a small real-data subset with FER+ selection on PublicTest."""
 from __future__ import annotations
@@ -14,42 +14,51 @@ import torch
 
 from conftest import TINY_MODEL_CFG
 from ferlab.config import make_config
-from ferlab.config_schema import TARGETS
+from ferlab.config_schema import TARGETS, Config
 from ferlab.data.dataset import FerSplit
 from ferlab.data.ferplus import FerPlusVotes
 from ferlab.errors import FerlabError
-from ferlab.training.loss import WeightedLabelSmoothingCE, smoothed_targets, vote_smoothed_targets
+from ferlab.training.loss import smoothed_targets, soft_cross_entropy, vote_smoothed_targets
 from ferlab.training.targets import build_targets, kept_split, soft_class_weights, target_class_weights
 
 # ----------------------------------------------------------------------------- the loss
 
 
-def test_soft_form_of_eq15_is_exactly_the_label_form() -> None:
+def test_loss_towards_eq13_targets_is_eq15_by_hand() -> None:
     """The hand example of test_training (B=2, C=3, eps=0.1, w=(1,2,3) -> 1.9267214) through the
-    (B, C)-target path the trainer uses, with per-face weights and with the implied q @ w."""
+    one path the trainer uses: (B, C) targets and a weight per face."""
     logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
     labels = torch.tensor([0, 2])
     w = torch.tensor([1.0, 2.0, 3.0])
-    crit = WeightedLabelSmoothingCE(3, eps=0.1, weights=w)
-    by_label = crit(logits, labels)
     q = smoothed_targets(labels, 3, 0.1)
-    assert float(by_label) == pytest.approx(1.9267214, abs=1e-6)
-    assert torch.equal(crit(logits, q, w[labels]), by_label)  # bit for bit: same q, same weights
-    # without explicit weights each face gets sum_c q_c w_c: for Eq. 13 targets that is not w_y
+    assert float(soft_cross_entropy(logits, q, w[labels])) == pytest.approx(1.9267214, abs=1e-6)
+    # weighted by sum_c q_c w_c (the soft targets' rule, Targets.sample_weights) instead of w_y
     implied = (1 * 0.9 + 2 * 0.05 + 3 * 0.05, 1 * 0.05 + 2 * 0.05 + 3 * 0.9)
     per_face = (0.5576059, 1.0986123)
-    assert float(crit(logits, q)) == pytest.approx(sum(a * b for a, b in zip(implied, per_face)) / 2, abs=1e-6)
+    assert float(soft_cross_entropy(logits, q, q @ w)) == pytest.approx(
+        sum(a * b for a, b in zip(implied, per_face)) / 2, abs=1e-6)
 
 
-def test_random_batches_give_identical_losses_on_both_paths() -> None:
+def test_fer2013_targets_and_weights_give_exactly_eq15() -> None:
+    """``build_targets('fer2013')`` and ``Targets.sample_weights`` (what the build trains and
+    validates towards) are Eq. (13) of the labels and the labels' class weights, bit for bit,
+    and the loss is Eq. (15) as written out in float64."""
     g = torch.Generator().manual_seed(3)
     logits, labels = torch.randn(64, 7, generator=g), torch.randint(0, 7, (64,), generator=g)
-    w = torch.rand(7, generator=g) + 0.5
+    w = torch.rand(7, generator=g, dtype=torch.float64) + 0.5
+    split = FerSplit("train", np.zeros((64, 48, 48), np.uint8), labels.numpy())
+    t = build_targets("fer2013", split, None, 0.1)
+    assert torch.equal(t.probs, smoothed_targets(labels, 7, 0.1))
+    logp = torch.log_softmax(logits.double(), dim=1)
+    q64 = torch.full((64, 7), 0.1 / 6, dtype=torch.float64).scatter_(1, labels[:, None], 0.9)
     for weights in (None, w):
-        crit = WeightedLabelSmoothingCE(7, 0.1, weights)
-        q = smoothed_targets(labels, 7, 0.1)
-        sw = None if weights is None else weights[labels]
-        assert torch.equal(crit(logits, q, sw), crit(logits, labels))
+        sw = t.sample_weights(None if weights is None else weights.numpy())
+        ww = torch.ones(64, dtype=torch.float64) if weights is None else weights[labels]
+        assert (sw is None) == (weights is None)
+        if weights is not None:
+            assert torch.equal(sw, weights.float()[labels])
+        eq15 = -(ww * (q64 * logp).sum(1)).mean()
+        assert float(soft_cross_entropy(logits, t.probs, sw)) == pytest.approx(float(eq15), rel=1e-6)
 
 
 def test_vote_informed_smoothing_by_hand() -> None:
@@ -69,7 +78,7 @@ def test_vote_informed_smoothing_by_hand() -> None:
     # the loss of face 1 of the hand example with votes (5, 0, 5): q = (0.9, 0, 0.1)
     logits = torch.tensor([[2.0, 1.0, 0.0]])
     qv = vote_smoothed_targets(torch.tensor([0]), torch.tensor([[5, 0, 5]]), 0.1)
-    loss = WeightedLabelSmoothingCE(3, 0.1)(logits, qv)
+    loss = soft_cross_entropy(logits, qv)
     assert float(loss) == pytest.approx(0.9 * 0.4076059 + 0.1 * 2.4076059, abs=1e-6)
 
 
@@ -132,20 +141,19 @@ def test_soft_targets_refuse_extra_smoothing_and_unknown_targets() -> None:
     assert set(TARGETS) == {"fer2013", "ferplus-majority", "ferplus-soft", "ferplus-smoothing"}
     with pytest.raises(FerlabError, match="label_smoothing=0"):
         make_config(overrides=["targets=ferplus-soft"])
-    assert make_config(overrides=["targets=ferplus-soft", "label_smoothing=0"])["train"]["targets"] == "ferplus-soft"
+    assert make_config(overrides=["targets=ferplus-soft", "label_smoothing=0"]).train.targets == "ferplus-soft"
     with pytest.raises(FerlabError, match="targets"):
         make_config(overrides=["train.targets=ferplus"])
-    assert make_config()["train"]["targets"] == "fer2013"
+    assert make_config().train.targets == "fer2013"
 
 
 # ----------------------------------------------------------------------------- real data
 
-def _cfg(**train: Any) -> dict[str, Any]:
-    cfg = make_config(overrides=[])
-    cfg["model"] = dict(TINY_MODEL_CFG)
-    cfg["data"] |= {"train_subset": 700, "val_subset": 300}
-    cfg["train"] |= {"epochs": 2, "batch_size": 64, "freeze_epochs": 0, "early_stopping": 0, "threads": 1,
-                     "lr": 1e-3} | train
+def _cfg(**train: Any) -> Config:
+    cfg = make_config(data={"train_subset": 700, "val_subset": 300},
+                      train={"epochs": 2, "batch_size": 64, "freeze_epochs": 0, "early_stopping": 0, "threads": 1,
+                             "lr": 1e-3} | train)
+    cfg.model = dict(TINY_MODEL_CFG)
     return cfg
 
 
@@ -161,11 +169,14 @@ def test_build_loads_votes_once_and_puts_targets_on_the_device(fer_data: Any, fe
         n = len(run.x_train)
         assert run.q_train.shape == (n, 7) and run.w_train.shape == (n,) and len(run.y_train) == n
         assert torch.allclose(run.q_train.sum(1), torch.ones(n))
-        sub = fer_data.split("train").subset(700, cfg["seed"])
+        sub = fer_data.split("train").subset(700, cfg.seed)
         assert n + run.targets.dropped == 700 == len(sub)
+        idx, q_val, _ = run.val_loss_targets  # val_loss: the same rule's targets of the val faces
+        assert q_val.shape == (len(idx), 7) and len(idx) <= len(run.val_split) == 300
         if kind == "fer2013":
-            assert run.y_val_ferplus is None and run.val_loss_targets is None  # no votes read at all
+            assert run.y_val_ferplus is None  # no votes read at all
             assert torch.equal(run.y_train, torch.from_numpy(sub.labels))
+            assert torch.equal(idx, torch.arange(300)) and torch.equal(q_val, smoothed_targets(run.y_val, 7, 0.1))
         else:
             maj = split_votes(run.val_split, votes).majority()
             assert torch.equal(run.y_val_ferplus, torch.from_numpy(maj))
@@ -180,7 +191,7 @@ def test_default_targets_never_read_votes(fer_data: Any, tmp_path: Path) -> None
     from ferlab.training.trainer import train
 
     cfg = _cfg(epochs=1)
-    cfg["data"]["ferplus"] = str(tmp_path / "nowhere")
+    cfg.data.ferplus = str(tmp_path / "nowhere")
     train(cfg, out=tmp_path / "run", device="cpu", progress=False, data=fer_data)
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert "val_ferplus_acc" not in row
@@ -205,7 +216,7 @@ def test_each_ferplus_target_trains_and_selects_on_ferplus_accuracy(kind: str, f
     assert all(np.isfinite(r["train_loss"]) and np.isfinite(r["val_loss"]) for r in hist)
     # the sidecar's FER+ accuracy is what the checkpoint predicts on those val faces
     meta = json.loads((tmp_path / "run" / "best.json").read_text())
-    val = fer_data.split("val").subset(300, cfg["seed"])
+    val = fer_data.split("val").subset(300, cfg.seed)
     maj = split_votes(val, load_ferplus(fer_data)).majority()
     ckpt = load_checkpoint(tmp_path / "run" / "best.safetensors")
     pred = predict_probs(ckpt.model, val.images, ckpt.mean, ckpt.std).argmax(1)

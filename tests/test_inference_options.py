@@ -64,6 +64,8 @@ def test_serve_has_every_stream_flag_now() -> None:
     ({"detect_every": 0}, "detect_every (--detect-every) must be >= 1"),
     ({"ema_alpha": 1.5}, "ema_alpha"),
     ({"detect_scale": 2.0}, "detect_scale"),
+    ({"detect_side": 16}, "detect_side (--detect-side) must be >= 32"),
+    ({"min_face": -1}, "min_face (--min-face) must be >= 1"),
     ({"smoothing": "median"}, "unknown smoothing 'median'"),
     ({"backend": "tpu"}, "unknown backend"),
     ({"detector": "mtcnn"}, "unknown detector"),
@@ -92,10 +94,12 @@ def test_defaults_live_only_in_the_declaration() -> None:
     from ferlab.inference.smoothing import make_smoother
 
     det = inspect.signature(make_detector).parameters
-    assert (det["name"].default, det["scale"].default, det["max_side"].default) == (
-        DEFAULTS.detector, DEFAULTS.detect_scale, DEFAULTS.max_detect_side)
+    assert (det["name"].default, det["scale"].default, det["max_side"].default, det["work_side"].default,
+            det["min_face"].default) == (DEFAULTS.detector, DEFAULTS.detect_scale, DEFAULTS.max_detect_side,
+                                         DEFAULTS.detect_side, DEFAULTS.min_face)
     sd = inspect.signature(ScaledDetector).parameters
-    assert (sd["scale"].default, sd["max_side"].default) == (DEFAULTS.detect_scale, DEFAULTS.max_detect_side)
+    assert (sd["scale"].default, sd["max_side"].default, sd["work_side"].default, sd["min_face"].default) == (
+        DEFAULTS.detect_scale, DEFAULTS.max_detect_side, DEFAULTS.detect_side, DEFAULTS.min_face)
     sm = inspect.signature(make_smoother).parameters
     assert (sm["mode"].default, sm["window"].default, sm["ema_alpha"].default) == (
         DEFAULTS.smoothing, DEFAULTS.window, DEFAULTS.ema_alpha)

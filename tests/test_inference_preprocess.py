@@ -151,7 +151,7 @@ def test_huge_photo_is_downscaled_for_detection(samples_dir: Path) -> None:
     face = load_image(samples_dir / "photos" / "obama_small.jpg")  # 320x240, one face
     big = np.full((1500, 10000, 3), 90, np.uint8)
     big[300:300 + 960, 4000:4000 + 1280] = cv2.resize(face, (1280, 960))
-    det = make_detector("haar")  # max_side 1920 -> detection on a 1920x288 copy
+    det = make_detector("haar", max_side=1920)  # --max-detect-side 1920 -> detection on a 1920x288 copy
     boxes = det.detect(big, to_gray(big))
     assert len(boxes) >= 1
     x, y, w, h = _largest(boxes, 1)[0]
@@ -191,16 +191,23 @@ def test_yunet_follows_frame_size_changes(samples_dir: Path) -> None:
         assert boxes[:, 0].max() + boxes[:, 2].max() <= w * 1.1
 
 
-def test_yunet_on_huge_photo_detects_on_a_capped_copy(samples_dir: Path) -> None:
+def test_yunet_on_huge_photo_detects_on_a_working_copy_and_a_finer_one(samples_dir: Path) -> None:
+    """A 14 MP photo: the working pass sees a 640 px copy, a finer pass (tiled, faces < 480 px)
+    the scale at which a 40 px face is 28 px; --max-detect-side still caps every pass."""
     face = load_image(samples_dir / "photos" / "obama_small.jpg")
     big = np.full((3000, 4800, 3), 90, np.uint8)  # 14 MP
     big[1000:1000 + 960, 2000:2000 + 1280] = cv2.resize(face, (1280, 960))
     det = make_detector()
-    assert det._effective_scale(big.shape) == pytest.approx(1920 / 4800)
+    plan = det.plan(big.shape)
+    assert [p.size(big.shape) for p in plan] == [(640, 400), (3360, 2100)]
+    assert plan[0].largest is None and plan[1].largest == 480 and len(plan[1].tiles(big.shape)) == 2
     boxes = det.detect(big, to_gray(big))
     assert len(boxes) == 1
     x, y, w, h = boxes[0]
     assert 2000 < x + w / 2 < 3280 and 1000 < y + h / 2 < 1960
+    capped = make_detector(max_side=1920)
+    assert max(max(p.size(big.shape)) for p in capped.plan(big.shape)) <= 1920
+    assert len(capped.detect(big, to_gray(big))) == 1
 
 
 def test_yunet_detector(samples_dir: Path) -> None:

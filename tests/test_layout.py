@@ -45,3 +45,22 @@ def test_cycle_finder_sees_late_imports(tmp_path, monkeypatch) -> None:
     (pkg / "c.py").write_text("from . import a\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert _import_cycles("cyclepkg") == [["cyclepkg.a", "cyclepkg.b"]]
+
+
+def test_the_wheel_stays_small() -> None:
+    """What ``pip install ferlab`` downloads: every file the wheel takes (the package's modules
+    and its package data), at most 20 MB uncompressed, so a larger model must still fit."""
+    import fnmatch
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    repo = Path(__file__).resolve().parents[1]
+    pkg = repo / "src" / "ferlab"
+    patterns = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["ferlab"]
+    files = [p for p in pkg.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+             and (p.suffix == ".py" or any(fnmatch.fnmatch(p.relative_to(pkg).as_posix(), pat) for pat in patterns))]
+    total = sum(p.stat().st_size for p in files)
+    biggest = sorted(files, key=lambda p: -p.stat().st_size)[:3]
+    assert total <= 20e6, f"{total / 1e6:.1f} MB; largest: " + ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in biggest)
+    assert not list(pkg.glob("pretrained/*.safetensors"))  # each model's weights once: its ONNX file

@@ -80,15 +80,16 @@ def test_selection_equals_evaluate(saved: tuple[str, Path], fer_data) -> None:
     from ferlab.data import FerData
     from ferlab.evaluation.run import evaluate
     from ferlab.training.engine import evaluate as select_evaluate
-    from ferlab.training.loss import WeightedLabelSmoothingCE
+    from ferlab.training.targets import build_targets
 
     _, path = saved
     val = fer_data.split("val").subset(48, seed=0)
     small = FerData(images=np.ascontiguousarray(val.images), labels=val.labels,
                     usage=np.ones(len(val), np.int8), names=list(val.names), source="lifecycle")
     ckpt = load_checkpoint(path)
-    selected = select_evaluate(ckpt.model, val.images, val.labels, WeightedLabelSmoothingCE(7, 0.1),
-                               ckpt.mean, ckpt.std, batch_size=16)
+    t = build_targets("fer2013", val, None, 0.1)  # what the trainer computes val_loss towards
+    selected = select_evaluate(ckpt.model, val.images, val.labels, ckpt.mean, ckpt.std, batch_size=16,
+                               loss_targets=(torch.arange(len(val)), t.probs, None))
     reported = evaluate(path, small, split="val", write=False, device="cpu")
     assert reported["n"] == len(val)
     assert selected["acc"] == pytest.approx(reported["accuracy"], abs=5e-7)

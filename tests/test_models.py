@@ -164,9 +164,9 @@ def test_unknown_stem_and_extra_options_are_user_errors() -> None:
 
 
 def test_create_from_config_defaults_build_the_thesis_model() -> None:
-    from ferlab.config import DEFAULTS
+    from ferlab.config import make_config
 
-    cfg = dict(DEFAULTS["model"], pretrained="none")
+    cfg = dict(make_config().model, pretrained="none")
     model = create_from_config(cfg)
     assert _n_params(model) == 11_301_319
     # The config keys every model receives must not break the others.

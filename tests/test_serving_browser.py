@@ -95,20 +95,12 @@ def chrome(samples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
         driver.quit()
 
 
-@pytest.fixture(scope="module")
-def server(chrome: Any, request: pytest.FixtureRequest) -> Any:
-    """ferlab's app under uvicorn in a background thread on a free loopback port; a shipped
-    model when there is one, else the random tiny checkpoint (boxes come from the detector)."""
-    _requirements()
+def _serve(app: Any) -> Any:
+    """``app`` under uvicorn in a background thread on a free loopback port: (url, stop)."""
     import uvicorn
 
-    from ferlab.models.hub import shipped_models
-    from ferlab.inference import Recognizer
-    from ferlab.serving import Limits, create_app
     from ferlab.serving.cli import _bind
 
-    model = None if shipped_models() else request.getfixturevalue("tiny_checkpoint")
-    app = create_app(Recognizer.from_pretrained(model), Limits(max_clients=2))
     sock = _bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
@@ -118,10 +110,34 @@ def server(chrome: Any, request: pytest.FixtureRequest) -> Any:
     while not srv.started:
         assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+
+    def stop() -> None:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+def _recognizer(request: pytest.FixtureRequest) -> Any:
+    """A shipped model when there is one, else the random tiny checkpoint (boxes come from
+    the detector)."""
+    from ferlab.inference import Recognizer
+    from ferlab.models.hub import shipped_models
+
+    model = None if shipped_models() else request.getfixturevalue("tiny_checkpoint")
+    return Recognizer.from_pretrained(model)
+
+
+@pytest.fixture(scope="module")
+def server(chrome: Any, request: pytest.FixtureRequest) -> Any:
+    """ferlab's app under uvicorn in a background thread on a free loopback port."""
+    _requirements()
+    from ferlab.serving import Limits, create_app
+
+    url, stop = _serve(create_app(_recognizer(request), Limits(max_clients=2)))
+    yield url
+    stop()
 
 
 def _hex_rgb(color: str) -> tuple[int, int, int]:
@@ -196,6 +212,39 @@ def test_live_page_draws_faces_in_chromium(chrome: Any, server: str) -> None:
     near = np.abs(shot.astype(int) - np.array([b, g, r])).max(axis=2) <= 12
     assert near.sum() > 2 * (w + h)
 
+
+
+def test_the_page_takes_the_token_from_its_url_in_chromium(chrome: Any, request: pytest.FixtureRequest) -> None:
+    """A server that needs a token (as beyond loopback): the page opened without it says so;
+    opened with the URL ``ferlab serve`` prints (``/#token=...``) it loads the model, runs the
+    live websocket, keeps the token across a reload and takes it out of the address bar."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from ferlab.serving import Limits, create_app
+    from ferlab.serving.guards import Access
+
+    url, stop = _serve(create_app(_recognizer(request), Limits(max_clients=2), access=Access(token="tok-3x4mple")))
+    driver = chrome.result(timeout=60)
+    try:
+        driver.get(url + "/")
+        WebDriverWait(driver, 15).until(lambda d: "needs its token" in d.find_element(By.ID, "model-info").text)
+        driver.get("about:blank")  # a new document: the page reads its URL when it loads
+        driver.get(url + "/#token=tok-3x4mple")
+        WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "model-info").text.startswith("model "))
+        assert driver.execute_script("return location.hash") == ""
+        driver.refresh()
+        WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "model-info").text.startswith("model "))
+        driver.find_element(By.ID, "live-start").click()
+        last = WebDriverWait(driver, 30, poll_frequency=0.2).until(
+            lambda d: d.execute_script("return window.ferlabLast && window.ferlabLast.mode === 'live' "
+                                       "? window.ferlabLast : null"))
+        assert last["width"] == CLIP_SIZE[0]
+        driver.find_element(By.ID, "live-stop").click()
+    finally:
+        driver.get("about:blank")
+        driver.get_log("browser")  # the 401s of the token-less try were expected: not the next test's
+        stop()
 
 
 def _short_mp4(samples_dir: Path, target: Path) -> Path:

@@ -1,8 +1,8 @@
 """Training: the loss of Eq. 15, the schedules of Eq. 19 / Exp. 11, batched augmentation (Eq. 21),
-staged freezing, exact resume, a real-data smoke run, DDP, and the dataset pack for GPU runs.
+staged freezing, exact resume, a real-data smoke run and DDP.
 
-Most tests train on a small synthetic FER2013 CSV so they run anywhere; the smoke run and the
-JPEG pack use the real copy and skip without it.
+Most tests train on a small synthetic FER2013 CSV so they run anywhere; the smoke run uses the
+real copy and skips without it.
 """
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ import torch.nn.functional as F
 
 from conftest import TINY_MODEL_CFG
 from ferlab.config import make_config
+from ferlab.config_schema import AugmentConfig, Config
 from ferlab.errors import FerlabError
 from ferlab.training.augment import affine, augment_batch, random_erasing
 from ferlab.training.callbacks import Callback, StopAfter
-from ferlab.training.loss import WeightedLabelSmoothingCE, smoothed_targets
+from ferlab.training.loss import smoothed_targets, soft_cross_entropy
 from ferlab.training.schedule import lr_at
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,13 +65,19 @@ def synthetic_csv(_synthetic_csv_file: Path, tmp_path_factory: pytest.TempPathFa
     return _synthetic_csv_file
 
 
-def _tiny_cfg(root: Path, **train: Any) -> dict[str, Any]:
-    cfg = make_config(overrides=[])
-    cfg["model"] = dict(TINY_MODEL_CFG)
-    cfg["data"]["root"] = str(root)
-    cfg["train"] |= {"epochs": 3, "batch_size": 32, "freeze_epochs": 0, "early_stopping": 0, "threads": 1,
-                     "lr": 1e-3} | train
+def _tiny_cfg(root: Path, **train: Any) -> Config:
+    cfg = make_config(data={"root": str(root)}, train={"epochs": 3, "batch_size": 32, "freeze_epochs": 0,
+                                                       "early_stopping": 0, "threads": 1, "lr": 1e-3} | train)
+    cfg.model = dict(TINY_MODEL_CFG)
     return cfg
+
+
+def _eq15(logits: torch.Tensor, labels: torch.Tensor, eps: float,
+          class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. (15) as the thesis writes it, labels in: the trainer's loss towards Eq. (13) targets,
+    each face weighted by its label's class weight."""
+    q = smoothed_targets(labels, logits.shape[1], eps)
+    return soft_cross_entropy(logits, q, None if class_weights is None else class_weights[labels])
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -89,7 +96,7 @@ def test_loss_matches_eq15_by_hand() -> None:
     L = (1*0.5576059 + 3*1.0986123) / B = (0.5576059 + 3.2958369) / 2 = 1.9267214."""
     logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
     labels = torch.tensor([0, 2])
-    loss = WeightedLabelSmoothingCE(3, eps=0.1, weights=torch.tensor([1.0, 2.0, 3.0]))(logits, labels)
+    loss = _eq15(logits, labels, 0.1, torch.tensor([1.0, 2.0, 3.0]))
     assert float(loss) == pytest.approx(1.9267214, abs=1e-6)
     # PyTorch's built-in spreads eps/C over all classes and divides by the sum of weights: not Eq. 15
     builtin = F.cross_entropy(logits, labels, weight=torch.tensor([1.0, 2.0, 3.0]), label_smoothing=0.1)
@@ -106,10 +113,10 @@ def test_smoothed_targets_put_eps_over_c_minus_1_on_other_classes() -> None:
 def test_loss_without_smoothing_or_weights_is_plain_and_weighted_ce() -> None:
     g = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(16, 7, generator=g), torch.randint(0, 7, (16,), generator=g)
-    plain = WeightedLabelSmoothingCE(7, eps=0.0)(logits, labels)
+    plain = _eq15(logits, labels, 0.0)
     assert torch.allclose(plain, F.cross_entropy(logits, labels))
     w = torch.rand(7, generator=g) + 0.5
-    weighted = WeightedLabelSmoothingCE(7, eps=0.0, weights=w)(logits, labels)
+    weighted = _eq15(logits, labels, 0.0, w)
     # Eq. 12 divides by B, not by sum(w_y) as F.cross_entropy(weight=) does
     expected = (w[labels] * F.cross_entropy(logits, labels, reduction="none")).mean()
     assert torch.allclose(weighted, expected)
@@ -118,7 +125,7 @@ def test_loss_without_smoothing_or_weights_is_plain_and_weighted_ce() -> None:
 # ----------------------------------------------------------------------------- schedules (Eq. 19, Exp. 11)
 
 def test_cosine_schedule_eq19() -> None:
-    cfg = make_config(overrides=["train.epochs=50"])
+    cfg = make_config(overrides=["train.epochs=50"]).train
     assert lr_at(cfg, 0) == pytest.approx(2e-4)
     assert lr_at(cfg, 25) == pytest.approx(1e-6 + 0.5 * (2e-4 - 1e-6))  # t = T/2: cos = 0
     assert lr_at(cfg, 50) == pytest.approx(1e-6)
@@ -128,17 +135,17 @@ def test_cosine_schedule_eq19() -> None:
 
 
 def test_step_schedule_exp11() -> None:
-    cfg = make_config(overrides=["train.scheduler=step", "train.step_size=10", "train.gamma=0.5"])
+    cfg = make_config(overrides=["train.scheduler=step", "train.step_size=10", "train.gamma=0.5"]).train
     assert [lr_at(cfg, t) for t in (0, 9, 10, 19, 20, 49)] == pytest.approx(
         [2e-4, 2e-4, 1e-4, 1e-4, 5e-5, 2e-4 * 0.5 ** 4])
 
 
 def test_warmup_ramps_linearly_within_the_first_epoch() -> None:
-    cfg = make_config(overrides=["train.warmup_epochs=1", "train.scheduler=none", "train.lr=1e-3"])
+    cfg = make_config(overrides=["train.warmup_epochs=1", "train.scheduler=none", "train.lr=1e-3"]).train
     assert lr_at(cfg, 0, 0, 10) == pytest.approx(1e-4)
     assert lr_at(cfg, 0, 9, 10) == pytest.approx(1e-3)
     assert lr_at(cfg, 1, 0, 10) == pytest.approx(1e-3)
-    half = make_config(overrides=["train.warmup_epochs=0.5", "train.scheduler=none", "train.lr=1e-3"])
+    half = make_config(overrides=["train.warmup_epochs=0.5", "train.scheduler=none", "train.lr=1e-3"]).train
     assert lr_at(half, 0) == pytest.approx(1e-3)  # the per-epoch value never reads above the peak
     assert max(lr_at(half, 0, s, 7) for s in range(7)) == pytest.approx(1e-3)
 
@@ -152,26 +159,26 @@ def test_init_from_starts_from_a_trained_checkpoint(tiny_checkpoint: Path, tmp_p
     from ferlab.models.factory import create_from_config
 
     ckpt = load_checkpoint(tiny_checkpoint)
-    cfg = make_config()
-    cfg["model"] = {**ckpt.meta["model"], "pretrained": "none"}
-    cfg["data"]["mean"], cfg["data"]["std"] = ckpt.mean, ckpt.std
+    cfg = make_config(data={"mean": ckpt.mean, "std": ckpt.std})
+    cfg.model = {**ckpt.meta["model"], "pretrained": "none"}
 
     torch.manual_seed(123)
-    model = create_from_config(cfg["model"])
+    model = create_from_config(cfg.model)
     init_weights(model, cfg, str(tiny_checkpoint))
     for k, v in ckpt.model.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
-    other = {**cfg, "data": {**cfg["data"], "mean": ckpt.mean + 0.1}}
+    other = cfg.model_copy(deep=True)
+    other.data.mean = ckpt.mean + 0.1
     with pytest.raises(FerlabError, match="data.mean"):
-        init_weights(create_from_config(cfg["model"]), other, str(tiny_checkpoint))
+        init_weights(create_from_config(cfg.model), other, str(tiny_checkpoint))
     with pytest.raises(FerlabError, match="not found"):
         init_weights(model, cfg, str(tmp_path / "missing.safetensors"))
 
 
 # ----------------------------------------------------------------------------- augmentation (Table 6, Eq. 21)
 
-def _aug_cfg(**over: Any) -> dict[str, Any]:
-    return make_config()["augment"] | over
+def _aug_cfg(**over: Any) -> AugmentConfig:
+    return make_config(augment=over).augment
 
 
 def test_augment_keeps_shape_and_range() -> None:
@@ -236,11 +243,10 @@ def test_frozen_backbone_stays_frozen_then_trains(synthetic_csv: Path, tmp_path:
     from ferlab.training.trainer import train
 
     cfg = _tiny_cfg(synthetic_csv, epochs=2, freeze_epochs=1)
-    torch.manual_seed(cfg["seed"])  # the trainer seeds the same way before building the model
-    init = {k: v.clone() for k, v in create_from_config(dict(cfg["model"])).state_dict().items()}
+    torch.manual_seed(cfg.seed)  # the trainer seeds the same way before building the model
+    init = {k: v.clone() for k, v in create_from_config(dict(cfg.model)).state_dict().items()}
     out = tmp_path / "run"
-    with pytest.warns(DeprecationWarning, match="stop_after"):  # the old spelling still works
-        train(cfg, out=out, device="cpu", progress=False, stop_after=1)
+    train(cfg, out=out, device="cpu", progress=False, callbacks=[StopAfter(1)])
     after1 = _weights(out / "last.safetensors")
     backbone = [k for k in init if k.startswith("backbone.")]
     head = [k for k in init if k.startswith("head.") and init[k].is_floating_point()]
@@ -267,8 +273,8 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(synthetic_csv: Path, tmp
     from ferlab.training.trainer import train
 
     cfg = _tiny_cfg(synthetic_csv, epochs=3, freeze_epochs=2, early_stopping=5)
-    cfg["augment"]["erasing_p"] = 0.5
-    cfg["model"]["dropout"] = [0.3, 0.2]  # dropout randomness must be reproduced as well
+    cfg.augment.erasing_p = 0.5
+    cfg.model = cfg.model | {"dropout": [0.3, 0.2]}  # dropout randomness must be reproduced as well
     a, b = tmp_path / "straight", tmp_path / "resumed"
     s_a = train(copy.deepcopy(cfg), out=a, device="cpu", progress=False)
     s_b1 = train(copy.deepcopy(cfg), out=b, device="cpu", progress=False, callbacks=[StopAfter(1)])
@@ -309,12 +315,12 @@ def test_resuming_with_other_settings_is_refused_and_leaves_the_run_as_it_was(sy
     train(copy.deepcopy(cfg), out=out, device="cpu", progress=False, callbacks=[StopAfter(1)])
     files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     other = copy.deepcopy(cfg)
-    other["train"]["epochs"] = 3
+    other.train.epochs = 3
     with pytest.raises(FerlabError, match=r"other settings \(train\.epochs: was 2, now 3\)"):
         train(other, out=out, device="cpu", progress=False, resume=True)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files
     same = copy.deepcopy(cfg)
-    same["train"]["threads"] = 2
+    same.train.threads = 2
     assert train(same, out=out, device="cpu", progress=False, resume=True)["epochs_run"] == 2
 
 
@@ -361,7 +367,7 @@ def test_loaded_data_is_used_as_given(synthetic_csv: Path, tmp_path: Path) -> No
 
     cfg = _tiny_cfg(synthetic_csv, epochs=1)
     train(copy.deepcopy(cfg), out=tmp_path / "path", device="cpu", progress=False)
-    cfg["data"]["root"] = None
+    cfg.data.root = None
     train(cfg, out=tmp_path / "data", device="cpu", progress=False, data=load_fer2013(synthetic_csv))
     a, b = _weights(tmp_path / "path" / "last.safetensors"), _weights(tmp_path / "data" / "last.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -369,7 +375,7 @@ def test_loaded_data_is_used_as_given(synthetic_csv: Path, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("metric", ["val_acc", "val_balanced_acc", "val_loss"])
 def test_every_selection_metric_selects(synthetic_csv: Path, tmp_path: Path, metric: str) -> None:
-    from ferlab.config import SELECT_METRICS
+    from ferlab.config_schema import SELECT_METRICS
     from ferlab.training.trainer import train
 
     assert metric in SELECT_METRICS and len(SELECT_METRICS) == 4  # val_ferplus_acc: tests/test_ferplus_training.py
@@ -383,28 +389,27 @@ def test_every_selection_metric_selects(synthetic_csv: Path, tmp_path: Path, met
 
 
 @pytest.fixture(scope="module")
-def smoke_run(fer_data: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+def smoke_run(fer_data: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], Config]:
     """A small FerNet trained from scratch on 3,000 real training faces for 4 epochs on CPU
     (~15 s), selected on the whole PublicTest split: (run folder, summary, config)."""
     from ferlab.training.trainer import train
 
-    cfg = make_config(overrides=[])
     # From scratch, 4 epochs of 3,000 faces is ~370 updates: enough without the regularisers
     # (augmentation, dropout, smoothing) that pay off over 50 epochs; the cosine decay to
     # ~0 over the 4 epochs does much of the work in the last one.
-    cfg["model"] = {"name": "fernet", "widths": [16, 32, 48, 64], "depths": [0, 0, 0, 0], "head": [32],
-                    "dropout": [0.0, 0.0]}
-    cfg["data"] |= {"train_subset": 3000, "val_subset": None}
-    cfg["train"] |= {"epochs": 4, "batch_size": 32, "optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0,
-                     "freeze_epochs": 0, "early_stopping": 0, "class_weights": False, "label_smoothing": 0.0,
-                     "threads": 1}
-    cfg["augment"] |= {"erasing_p": 0.0, "rotation": 0.0, "translate": 0.0}
+    cfg = make_config(data={"train_subset": 3000, "val_subset": None},
+                      train={"epochs": 4, "batch_size": 32, "optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0,
+                             "freeze_epochs": 0, "early_stopping": 0, "class_weights": False,
+                             "label_smoothing": 0.0, "threads": 1},
+                      augment={"erasing_p": 0.0, "rotation": 0.0, "translate": 0.0})
+    cfg.model = {"name": "fernet", "widths": [16, 32, 48, 64], "depths": [0, 0, 0, 0], "head": [32],
+                 "dropout": [0.0, 0.0]}
     out = tmp_path_factory.mktemp("smoke") / "run"
     summary = train(cfg, out=out, device="cpu", progress=False, data=fer_data)
     return out, summary, cfg
 
 
-def test_smoke_training_beats_majority_class(smoke_run: tuple[Path, dict[str, Any], dict[str, Any]],
+def test_smoke_training_beats_majority_class(smoke_run: tuple[Path, dict[str, Any], Config],
                                              fer_data: Any) -> None:
     """Clearly above the majority-class baseline on PublicTest (always 'happy': 24.9 %).
     Seeds 1, 7, 42 and 123 reach 38-41 %; the 5-point margin is ~3.5 standard errors of the
@@ -423,7 +428,7 @@ def test_smoke_training_beats_majority_class(smoke_run: tuple[Path, dict[str, An
     assert len(np.unique(preds)) >= 3  # not a near-constant predictor
 
 
-def test_sidecar_val_accuracy_equals_ferlab_evaluate(smoke_run: tuple[Path, dict[str, Any], dict[str, Any]],
+def test_sidecar_val_accuracy_equals_ferlab_evaluate(smoke_run: tuple[Path, dict[str, Any], Config],
                                                      fer_root: Path, tmp_path: Path) -> None:
     """One evaluation: the val accuracy the trainer selected on and wrote into the checkpoint's
     sidecar is what ``ferlab evaluate --split val`` reports for that checkpoint (same faces:
@@ -476,7 +481,7 @@ def test_ddp_two_processes_gloo(synthetic_csv: Path, tmp_path: Path) -> None:
     """torchrun-style launch (WORLD_SIZE/RANK from torch.distributed.run), gloo on CPU: both
     ranks finish and rank 0 writes the checkpoint and logs."""
     cfg = _tiny_cfg(synthetic_csv, epochs=2, freeze_epochs=1, batch_size=32, threads=1)
-    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
     (tmp_path / "ddp_train.py").write_text(_DDP_SCRIPT)
     out = tmp_path / "ddp"
     env = os.environ | {"PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -492,45 +497,3 @@ def test_ddp_two_processes_gloo(synthetic_csv: Path, tmp_path: Path) -> None:
     assert [r["epoch"] for r in hist] == [1, 2]
     w = _weights(out / "last.safetensors")
     assert all(torch.isfinite(v).all() for v in w.values() if v.is_floating_point())
-
-
-# ----------------------------------------------------------------------------- dataset pack (GPU runs)
-
-@pytest.mark.parametrize("codec", ["raw", "xz"])
-def test_pack_roundtrip_exact(synthetic_csv: Path, tmp_path: Path, codec: str) -> None:
-    from ferlab.data import load_fer2013
-    from ferlab.data.packed import is_packed, load_packed, pack
-
-    data = load_fer2013(synthetic_csv)
-    info = pack(data, tmp_path / "d.npz", splits=["train", "val"], codec=codec)
-    assert is_packed(tmp_path / "d.npz") and not is_packed(synthetic_csv)
-    back = load_packed(tmp_path / "d.npz")
-    keep = np.isin(data.usage, [0, 1])
-    assert info["images"] == int(keep.sum()) == len(back.labels)
-    assert np.array_equal(back.images, data.images[keep])
-    assert np.array_equal(back.labels, data.labels[keep]) and np.array_equal(back.usage, data.usage[keep])
-    assert back.names == [n for n, k in zip(data.names, keep) if k]
-    assert len(back.split("val")) == int((data.usage == 1).sum())
-
-
-def test_pack_jpeg_is_lossless_against_the_folder_loader(fer_data: Any, fer_root: Path, tmp_path: Path) -> None:
-    from ferlab.data import FerData
-    from ferlab.data.packed import load_packed, pack
-
-    idx = np.concatenate([np.flatnonzero(fer_data.usage == u)[:40] for u in (0, 1, 2)])
-    sub = FerData(np.ascontiguousarray(fer_data.images[idx]), fer_data.labels[idx], fer_data.usage[idx],
-                  [fer_data.names[i] for i in idx], source=str(fer_root))
-    info = pack(sub, tmp_path / "j.npz", codec="jpeg", root=fer_root)
-    assert info["distinct_jpeg_headers"] >= 1
-    back = load_packed(tmp_path / "j.npz")
-    assert np.array_equal(back.images, sub.images)  # same decoder, same pixels
-    assert np.array_equal(back.labels, sub.labels)
-
-
-def test_pack_refuses_a_foreign_npz(tmp_path: Path) -> None:
-    from ferlab.data.packed import load_packed
-    from ferlab.errors import FerlabError
-
-    np.savez(tmp_path / "other.npz", a=np.zeros(3))
-    with pytest.raises(FerlabError, match="not a ferlab dataset pack"):
-        load_packed(tmp_path / "other.npz")

@@ -74,7 +74,7 @@ def test_mix_targets_is_a_convex_combination() -> None:
 
 def test_teacher_config_is_checked() -> None:
     cfg = make_config()
-    assert cfg["train"]["teachers"] == [] and cfg["train"]["teacher_weight"] == 0.5
+    assert cfg.train.teachers == [] and cfg.train.teacher_weight == 0.5
     with pytest.raises(FerlabError, match="teacher_weight"):
         make_config(overrides=["train.teacher_weight=0"])
     with pytest.raises(FerlabError, match="teacher_weight"):

@@ -14,8 +14,9 @@ def analyze(image, model=None, **options):  # noqa: ANN001, ANN201 - the one cal
     return _analyze(image, model, **options)
 
 
-def train(config: dict, **kwargs):  # noqa: ANN001, ANN201 - mirrors `ferlab train`
-    """Train a model from a config dict (see :func:`ferlab.config.make_config`)."""
+def train(config, **kwargs):  # noqa: ANN001, ANN201 - mirrors `ferlab train`
+    """Train a model from a config (:func:`ferlab.config.make_config`, or a plain mapping such as
+    a run's ``config.json``; see :func:`ferlab.training.trainer.train`)."""
     from .training.trainer import train as _train
 
     return _train(config, **kwargs)

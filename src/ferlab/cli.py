@@ -1,10 +1,19 @@
 """The ``ferlab`` command. Each area registers its own subcommands (``register(sub)`` in its
-``cli`` module), so this file only dispatches and turns user errors into one-line messages."""
+``cli`` module), so this file only dispatches and turns user errors into one-line messages.
+
+Every failure a user can cause ends in one line and a non-zero exit: ferlab's own errors
+(exit 2, or the error's ``exit_code``), and any ``OSError`` (a read-only folder, a full disk,
+a path through a file: exit 1), which the library raises as :class:`~ferlab.fileio.OutputError`
+naming the output where it knows it. A command declares its output flags
+(``set_defaults(outputs={dest: (flag, kind)})``) and they are checked writable before any work.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from typing import Any
 
 from .errors import FerlabError, missing_extra
 
@@ -42,12 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenCV logs its own "[ERROR] imdecode_ ..." / "[WARN] ... Failed to write frame" lines for
+    # what ferlab reports itself in one line; OPENCV_LOG_LEVEL=INFO (set before running) shows them
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
+    from .inference import preprocess
+
+    preprocess.QUIET_CODECS = True  # and libpng/libjpeg's own lines while a photo is decoded
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
     try:
+        check_outputs(args)
         return int(args.func(args) or 0)
     except FerlabError as exc:
         print(f"ferlab {args.command}: error: {exc}", file=sys.stderr)
@@ -63,6 +79,28 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # the library names outputs (OutputError); this is whatever else the OS said
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"ferlab {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """``$FERLAB_MAX_PIXELS``, if set, must be a pixel count; then each output flag the command
+    declared (``outputs`` default: dest -> (flag, kind), kind "file", "folder" or "any") that
+    was given must be writable: checked before the model loads or any input is read, so a typo
+    costs a second, not a run (:func:`ferlab.fileio.check_writable`)."""
+    from .fileio import check_writable
+
+    if os.environ.get("FERLAB_MAX_PIXELS"):  # a bad value: one line now, not one per image later
+        from .inference.preprocess import max_image_pixels
+
+        max_image_pixels()
+    declared: dict[str, tuple[str, str]] = getattr(args, "outputs", None) or {}
+    for dest, (flag, kind) in declared.items():
+        value: Any = getattr(args, dest, None)
+        if isinstance(value, (str, os.PathLike)) and str(value) not in ("", "-"):
+            check_writable(value, kind, what=flag)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,29 +6,26 @@ A config may name a parent with ``base: other.yaml`` (resolved relative to the f
 
 The schema lives in :mod:`ferlab.config_schema`; every layer is checked against it as soon
 as it is applied, so a typo, a wrong type or an unknown choice fails at load with the key's
-name and where it came from, instead of an hour into a run. The result is a plain dict (what
-the trainer, ``config.json`` and checkpoint sidecars hold).
+name and where it came from, instead of an hour into a run. The result is a
+:class:`~ferlab.config_schema.Config`; its ``model_dump()`` is what ``config.json`` and
+checkpoint sidecars hold.
 """
 from __future__ import annotations
 
 import copy
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from .config_schema import (OPTIMIZERS, SCHEDULERS, SECTIONS, SELECT_METRICS, AugmentConfig, Config, DataConfig,
-                            ModelOptionError, TrainConfig)
+from .config_schema import SECTIONS, AugmentConfig, Config, ModelOptionError, TrainConfig
 from .errors import FerlabError
 
-__all__ = ["DEFAULTS", "OPTIMIZERS", "SCHEDULERS", "SELECT_METRICS", "AugmentConfig", "Config", "DataConfig",
-           "TrainConfig", "apply_overrides", "load_yaml", "make_config", "parse_override", "run_settings",
-           "settings_difference", "validate_config"]
-
-DEFAULTS: dict[str, Any] = Config().model_dump()
+__all__ = ["load_yaml", "make_config", "parse_override", "run_settings", "settings_difference", "validate_config"]
 
 
 class _Loader(yaml.SafeLoader):
@@ -85,17 +82,21 @@ def _describe(exc: ValidationError, where: str, blame: dict[str, str] | None) ->
     return f"config key {key!r} in {here}: {' or '.join(msgs)}, got {errors[0]['input']!r}"
 
 
-def validate_config(cfg: dict[str, Any], where: str = "config", *,
-                    blame: dict[str, str] | None = None) -> dict[str, Any]:
-    """Check a whole config dict against the schema; returns it as a new, typed plain dict.
+def validate_config(cfg: Config | Mapping[str, Any], where: str = "config", *,
+                    blame: dict[str, str] | None = None) -> Config:
+    """Check a whole config (a :class:`Config` or a plain mapping such as a ``config.json``)
+    against the schema; returns a new :class:`Config` that shares nothing with ``cfg``.
 
     Missing sections or keys take the defaults; ``model.*`` is checked against the options
-    of the named architecture in the model factory.
+    of the named architecture in the model factory. A :class:`Config` is checked again because
+    its lists and its model section can be changed in place, which pydantic does not see.
     """
-    if not isinstance(cfg, dict):
+    if isinstance(cfg, Config):
+        cfg = cfg.model_dump()
+    if not isinstance(cfg, Mapping):
         raise FerlabError(f"a config must be a mapping, got {type(cfg).__name__}")
     try:
-        return Config.model_validate(cfg).model_dump()
+        return Config.model_validate(copy.deepcopy(dict(cfg)))
     except ValidationError as exc:
         raise FerlabError(_describe(exc, where, blame)) from None
 
@@ -138,14 +139,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 _SHORTCUTS = {k: "train" for k in TrainConfig.model_fields} | {k: "augment" for k in AugmentConfig.model_fields}
 
 
-def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set each ``key=value`` in ``cfg`` (in place, unchecked: :func:`make_config` checks) and return it."""
-    _apply(cfg, overrides)
-    return cfg
-
-
 def _apply(cfg: dict[str, Any], overrides: list[str]) -> dict[str, str]:
-    """:func:`apply_overrides`, returning {dotted key: the item that set it} for error messages."""
+    """Set each ``key=value`` in the plain dict ``cfg`` (in place, unchecked: :func:`make_config`
+    checks the result); returns {dotted key: the item that set it} for error messages."""
     blame: dict[str, str] = {}
     for item in overrides:
         keys, value = parse_override(item)
@@ -164,20 +160,21 @@ def _apply(cfg: dict[str, Any], overrides: list[str]) -> dict[str, str]:
 
 
 def make_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                **sections: Any) -> dict[str, Any]:
+                **sections: Any) -> Config:
     """Defaults <- YAML file <- keyword sections (API) <- ``key=value`` strings (CLI).
 
     Each layer is validated after it is applied, so an error names the file, the arguments or
     the override that caused it.
     """
-    cfg = copy.deepcopy(DEFAULTS)
+    cfg = Config()
     if path is not None:
-        cfg = validate_config(_deep_update(cfg, load_yaml(path)), str(path))
+        cfg = validate_config(_deep_update(cfg.model_dump(), load_yaml(path)), str(path))
     if sections:
-        cfg = validate_config(_deep_update(cfg, sections), "arguments")
+        cfg = validate_config(_deep_update(cfg.model_dump(), sections), "arguments")
     if overrides:
-        blame = _apply(cfg, list(overrides))
-        cfg = validate_config(cfg, "override", blame=blame)
+        layer = cfg.model_dump()
+        blame = _apply(layer, list(overrides))
+        cfg = validate_config(layer, "override", blame=blame)
     return cfg
 
 
@@ -186,16 +183,17 @@ def make_config(path: str | Path | None = None, overrides: list[str] | None = No
 _NOT_RUN_SETTINGS = {"data": ("root", "skip_bad", "ferplus"), "train": ("threads", "device")}
 
 
-def run_settings(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config that define a run's result, in a JSON-comparable form."""
-    c = json.loads(json.dumps(cfg))
+def run_settings(cfg: Config | Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a config (or of a run folder's ``config.json``) that define a run's result,
+    in a JSON-comparable form."""
+    c = json.loads(json.dumps(cfg.model_dump() if isinstance(cfg, Config) else cfg))
     for section, keys in _NOT_RUN_SETTINGS.items():
         for k in keys:
             c.get(section, {}).pop(k, None)
     return c
 
 
-def settings_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+def settings_difference(old: Config | Mapping[str, Any], new: Config | Mapping[str, Any]) -> str | None:
     """The first setting in which two configs' runs differ ("train.lr: was 0.002, now 0.001"),
     or None when resuming one with the other continues the same run."""
     a, b = run_settings(old), run_settings(new)

@@ -3,10 +3,18 @@
 The defaults ARE the thesis recipe (sections 6.1-6.2, Table 6). The choices listed here are
 exactly what the trainer implements (``training/factory.py``); a test builds each of them.
 ``model.*`` depends on the architecture, so it is checked against the options of the
-builder that the model factory registered under ``model.name``.
+builder that the model factory registered under ``model.name``; it stays a dict (the builder's
+keyword arguments), read through :attr:`Config.arch` and :attr:`Config.pretrained`.
+
+A :class:`Config` is what the trainer, the experiments and the factories are handed, read as
+attributes (``cfg.train.lr``): a misspelt key is then an error where it is written, not a
+``KeyError`` an hour into a run. Assignments are validated too, so a config stays valid when a
+caller changes a value after loading it. ``config.json`` and checkpoint sidecars hold
+``model_dump()``, the same JSON as ever.
 """
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import typing
@@ -110,7 +118,7 @@ ModelSection = Annotated[dict[str, Any], AfterValidator(_check_model)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class DataConfig(_Section):
@@ -195,10 +203,20 @@ class AugmentConfig(_Section):
 class Config(_Section):
     name: str = "thesis"
     seed: int = 42
-    model: ModelSection = Field(default_factory=lambda: dict(MODEL_DEFAULTS))
+    model: ModelSection = Field(default_factory=lambda: copy.deepcopy(MODEL_DEFAULTS))
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @property
+    def arch(self) -> str:
+        """``model.name``: the architecture, as registered in the model factory."""
+        return str(self.model["name"])
+
+    @property
+    def pretrained(self) -> str:
+        """``model.pretrained``: ``imagenet``, a weights path, or ``none`` (also when unset or null)."""
+        return str(self.model.get("pretrained") or "none")
 
 
 SECTIONS = ("model", "data", "train", "augment")

@@ -49,7 +49,8 @@ def format_table(result: Any) -> str:
                + f" | {result.frames} frames in {result.seconds:.1f} s ({fps:.1f} frames/s)"
                + (f" on {result.workers} worker(s)" if result.workers else "")
                + (f" at {result.address}" if result.address else ""))
-    out.append(f"manifest: {result.manifest} | summary: {result.summary}")
+    if result.manifest is not None:
+        out.append(f"manifest: {result.manifest} | summary: {result.summary}")
     return "\n".join(out)
 
 
@@ -106,4 +107,4 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         if action.dest == "threads":
             action.default = 1
             action.help = "ONNX Runtime (and OpenCV) threads per worker, and the CPUs each worker reserves (default 1)"
-    p.set_defaults(func=cmd_batch)
+    p.set_defaults(func=cmd_batch, outputs={"out": ("-o", "folder")})

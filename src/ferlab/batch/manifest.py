@@ -1,11 +1,14 @@
 """What a batch has done, kept in its output folder so that a rerun picks up where it stopped.
 
 * ``.ferlab-batch/journal.jsonl``: one JSON line appended (and flushed to disk) as each input
-  finishes: the source of truth. A line torn by a crash is ignored; the latest line of an
-  input wins.
+  finishes: the source of truth. A line is written whole or not at all (a write cut short by
+  a full disk is truncated away); a line torn by a crash is dropped when the next run opens
+  the journal; the latest line of an input wins.
 * ``manifest.csv``: one row per input (input, status, error, frames, faces, tracks, seconds,
   outputs, settings, ..., segments: the time segments a long video was split into, see
   :mod:`.segments`), rewritten atomically from the journal every few seconds and at the end.
+  Neither table is written while no input has a row (a batch that failed before starting
+  leaves no header-only files).
 * ``summary.csv``: per input (``track`` empty) and per track: frames, faces, first and last
   second, the mean distribution (``p_<class>``) and the dominant emotion, for inputs done;
   ``summary.parquet`` is the same table, typed, when pyarrow is installed.
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FerlabError
-from ..fileio import sha256_file, write_text, write_with
+from ..fileio import naming, output_error, sha256_file, write_text, write_with
 from .inputs import BatchInput
 
 STATE_DIR = ".ferlab-batch"
@@ -42,6 +45,28 @@ MANIFEST_COLUMNS = ["input", "status", "error", "frames", "faces", "tracks", "se
 _NOT_SETTINGS = {"threads"}
 
 
+
+
+def _last_line_start(fh: Any, size: int, block: int = 1 << 16) -> int:
+    """Offset just after the last newline of a binary file of ``size`` bytes (0 if none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - block)
+        fh.seek(start)
+        chunk = fh.read(end - start)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        end = start
+    return 0
+
+
+def _whole_row(line: bytes) -> bool:
+    try:
+        row = json.loads(line)
+    except ValueError:  # torn mid-line (JSONDecodeError, or bytes cut inside a UTF-8 character)
+        return False
+    return isinstance(row, dict) and "key" in row
 
 
 def model_identity(spec: str | None) -> str:
@@ -98,33 +123,51 @@ class Journal:
                         continue
                     if isinstance(row, dict) and "key" in row:
                         self.rows[row["key"]] = row
-        self._fh: Any = None
+        self._fd: int | None = None
 
     def open(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        torn = False
-        if self.path.exists() and self.path.stat().st_size:
-            with open(self.path, "rb") as fh:
-                fh.seek(-1, os.SEEK_END)
-                torn = fh.read(1) != b"\n"
-        self._fh = open(self.path, "a", encoding="utf-8")
-        if torn:  # a crash cut the last line: end it, so the next row starts a line of its own
-            self._fh.write("\n")
+        """Open for appending. A last line without its newline was torn by a crash or a full
+        disk: it is dropped (cut off at the last newline), unless it holds a whole row, which
+        only lacked the newline and then gets it, so every line in the file is a whole row."""
+        with naming(self.path):
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            size = os.fstat(self._fd).st_size
+            if size:
+                with open(self.path, "rb") as fh:
+                    fh.seek(size - 1)
+                    if fh.read(1) != b"\n":
+                        start = _last_line_start(fh, size)
+                        fh.seek(start)
+                        if _whole_row(fh.read()):
+                            os.write(self._fd, b"\n")
+                        else:
+                            os.ftruncate(self._fd, start)
 
     def append(self, row: dict[str, Any]) -> None:
-        self.rows[row["key"]] = row
-        if self._fh is None:
+        """One whole line, or none: a write cut short (a full disk) is truncated away before
+        the error (an :class:`~ferlab.fileio.OutputError` naming the journal) goes up."""
+        if self._fd is None:
             self.open()
-        self._fh.write(json.dumps(row, separators=(",", ":"), default=str) + "\n")
+        data = (json.dumps(row, separators=(",", ":"), default=str) + "\n").encode("utf-8")
+        start = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            with contextlib.suppress(OSError):
+                os.fsync(self._fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise output_error(exc, self.path) from None
+        self.rows[row["key"]] = row
         self.lines += 1
-        self._fh.flush()
-        with contextlib.suppress(OSError):
-            os.fsync(self._fh.fileno())
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self.lines > 2 * len(self.rows) + 100:  # many reruns: keep the latest row of each input only
             write_text(self.path, "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n"
                                           for r in self.rows.values()))

@@ -12,8 +12,10 @@ stops at once: everything finished is on disk, the inputs in flight are redone b
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -24,8 +26,9 @@ from typing import Any
 
 from ..errors import FerlabError, missing_extra
 from .inputs import BatchInput, expand_inputs
-from .manifest import (Journal, clean_stale_temporaries, file_stamp, locked, settings_hash, write_manifest,
-                       write_summary)
+from ..fileio import naming
+from .manifest import (JOURNAL, STATE_DIR, Journal, clean_stale_temporaries, file_stamp, locked, settings_hash,
+                       write_manifest, write_summary)
 from .segments import Segment, plan_segments
 
 Task = tuple[BatchInput, Segment | None]  # an input, or one segment of it
@@ -199,6 +202,7 @@ def run_batch(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     """
     ray = import_ray()
     from ..inference.options import InferenceOptions
+    from ..inference.preprocess import max_image_pixels
 
     opts = options or InferenceOptions()
     if option_kwargs:
@@ -225,46 +229,67 @@ def run_batch(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
         batch_frames = GPU_BATCH_FRAMES if cuda else 1
     t0 = time.perf_counter()
     result = BatchResult(out, settings=settings)
-    out.mkdir(parents=True, exist_ok=True)
-    with locked(out):
-        journal = Journal(out)
-        clean_stale_temporaries(out)
-        todo = [i for i in batch if force or not journal.is_done(i, settings, video)]
-        skipped = {i.key for i in batch} - {i.key for i in todo}
-        try:
-            if todo:
-                owns, result.address = _start_ray(ray, address, workers, threads)
-                try:
-                    _run(ray, todo, out, opts, threads, gpus, workers, video, max_frames, journal, settings,
-                         progress, result, batch, segment_seconds, batch_frames)
-                finally:
-                    if owns:
-                        ray.shutdown()
-        finally:
-            journal.close()
-            clean_stale_temporaries(out)  # what workers stopped mid-input left
-            result.manifest, result.summary = _write_tables(out, journal, batch)
-            result.rows = []
-            for i in batch:
-                row = journal.rows.get(i.key)
-                if row is None:
-                    continue
-                if i.key in skipped:
-                    row = {**row, "skipped": True}
-                elif row.get("run") != result.run_id:
-                    continue  # not finished in this run (Ctrl-C): its old row is not this run's
-                result.rows.append(row)
-            result.pending = len(batch) - len(result.rows)
-            result.seconds = time.perf_counter() - t0
+    max_pixels = max_image_pixels()  # the driver's limit, handed to every worker (remote ones too)
+    created = not out.exists()
+    with naming(out):
+        out.mkdir(parents=True, exist_ok=True)
+    try:
+        with locked(out):
+            journal = Journal(out)
+            clean_stale_temporaries(out)
+            todo = [i for i in batch if force or not journal.is_done(i, settings, video)]
+            skipped = {i.key for i in batch} - {i.key for i in todo}
+            try:
+                if todo:
+                    owns, result.address = _start_ray(ray, address, workers, threads)
+                    try:
+                        _run(ray, todo, out, opts, threads, gpus, workers, video, max_frames, journal, settings,
+                             progress, result, batch, segment_seconds, batch_frames, max_pixels)
+                    finally:
+                        if owns:
+                            ray.shutdown()
+            finally:
+                journal.close()
+                clean_stale_temporaries(out)  # what workers stopped mid-input left
+                result.manifest, result.summary = _write_tables(out, journal, batch)
+                result.rows = []
+                for i in batch:
+                    row = journal.rows.get(i.key)
+                    if row is None:
+                        continue
+                    if i.key in skipped:
+                        row = {**row, "skipped": True}
+                    elif row.get("run") != result.run_id:
+                        continue  # not finished in this run (Ctrl-C): its old row is not this run's
+                    result.rows.append(row)
+                result.pending = len(batch) - len(result.rows)
+                result.seconds = time.perf_counter() - t0
+    finally:
+        if created and result.manifest is None:
+            _remove_if_empty(out)  # nothing ran: no output folder holding only ferlab's bookkeeping
     return result
 
 
-def _write_tables(out: Path, journal: Journal, batch: list[BatchInput]) -> tuple[Path, Path]:
+def _remove_if_empty(out: Path) -> None:
+    """Remove ``out`` when it holds nothing but an empty journal folder (its lock file)."""
+    state = out / STATE_DIR
+    if (state / JOURNAL).exists() and (state / JOURNAL).stat().st_size:
+        return
+    shutil.rmtree(state, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        out.rmdir()  # only if empty
+
+
+def _write_tables(out: Path, journal: Journal, batch: list[BatchInput]) -> tuple[Path | None, Path | None]:
+    """manifest.csv and summary.csv of this run's inputs, or (None, None) while none has a
+    row: a batch that failed before any input finished leaves no header-only tables."""
     from ..constants import CLASS_NAMES
 
     # this run's inputs only: rows of inputs no longer given stay in the journal (skipped if they return)
     keys = [i.key for i in batch if i.key in journal.rows]
     rows = [journal.rows[k] for k in keys]
+    if not rows:
+        return None, None
     classes = next((r["classes"] for r in rows if r.get("status") == "done" and r.get("classes")), list(CLASS_NAMES))
     return write_manifest(out, rows), write_summary(out, rows, classes)
 
@@ -272,7 +297,7 @@ def _write_tables(out: Path, journal: Journal, batch: list[BatchInput]) -> tuple
 def _run(ray: Any, todo: list[BatchInput], out: Path, opts: Any, threads: int, gpus: float, workers: int | None,
          video: bool, max_frames: int | None, journal: Journal, settings: str, show: bool,
          result: BatchResult, batch: list[BatchInput], segment_seconds: float | None = None,
-         batch_frames: int = 1) -> None:
+         batch_frames: int = 1, max_pixels: int | None = None) -> None:
     from .tasks import Worker, merge_segments
 
     if workers is None:
@@ -290,7 +315,7 @@ def _run(ray: Any, todo: list[BatchInput], out: Path, opts: Any, threads: int, g
     created: list[Any] = [progress]  # every actor this run made, killed at the end
 
     def new_worker() -> Any:
-        created.append(actor_cls.remote(options, threads, progress, batch_frames))
+        created.append(actor_cls.remote(options, threads, progress, batch_frames, max_pixels))
         return created[-1]
 
     try:

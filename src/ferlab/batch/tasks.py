@@ -190,23 +190,15 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _read_photo(source: str) -> np.ndarray:
-    from ..inference.preprocess import load_image
+    """A local photo or a URL's, through the same checked decode as every entry point
+    (the header's pixel count against the limit first: an over-size photo fails its item)."""
+    from ..inference.preprocess import decode_image_bytes, load_image
 
     if "://" not in source:
         return load_image(source)
-    import urllib.request
+    from ..api import fetch_url
 
-    import cv2
-
-    try:
-        with urllib.request.urlopen(source, timeout=60) as resp:  # noqa: S310 - the user's own URL
-            data = np.frombuffer(resp.read(), np.uint8)
-    except OSError as exc:
-        raise FerlabError(f"cannot download {source}: {exc}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise FerlabError(f"{source} is not a readable image")
-    return image
+    return decode_image_bytes(fetch_url(source, timeout=60), source)
 
 
 def _photo(rec: Any, item: BatchInput, paths: list[Path], summary: SummarySink) -> int:
@@ -366,12 +358,16 @@ class Worker:
     """One batch worker (a Ray actor in ``ferlab batch``): the model is loaded once, here."""
 
     def __init__(self, options: dict[str, Any], threads: int = 1, progress: Any = None,
-                 batch_frames: int = 1) -> None:
+                 batch_frames: int = 1, max_pixels: int | None = None) -> None:
         self.progress = progress
         self.batch_frames = int(batch_frames)
         self.error: str | None = None
         self.rec: Any = None
         limit_threads(threads)
+        if max_pixels is not None:  # the driver's image-size limit, also on nodes that lack its environment
+            from ..inference.preprocess import MAX_PIXELS_ENV
+
+            os.environ[MAX_PIXELS_ENV] = str(int(max_pixels))
         try:
             from ..inference.options import InferenceOptions
             from ..inference.recognizer import Recognizer

@@ -3,14 +3,14 @@
 Before trusting any accuracy number people need to know: does this copy have the expected
 counts per split and class (thesis Table 1), what class weights Eq. (1) gives, and how much of
 the known dirt it carries: identical images (the same face counted twice), identical images
-shared by train and test (leakage inflates test accuracy), identical images with different
+in both train and test (leakage inflates test accuracy), identical images with different
 labels (label noise that no model can fit) and near-blank frames that are not faces.
 Where FER+'s ten crowd votes per face are at hand (a ``ferplus/`` folder beside the data, or
 ``--ferplus PATH``), it also reports how often FER2013's label is the crowd's majority: the
 size of the label noise that duplicates alone do not show.
 
 Duplicates are found on decoded pixels, not file bytes, so the check behaves the same for the
-folder layout and the CSV. On the shared copy this gives exactly the same 1,516 groups as
+folder layout and the CSV. On the Kaggle copy this gives exactly the same 1,516 groups as
 hashing the JPEG file bytes (checked group by group; tests/test_data.py pins the numbers).
 """
 from __future__ import annotations
@@ -24,7 +24,8 @@ import numpy as np
 
 from ..constants import CLASS_NAMES, NUM_CLASSES
 from ..errors import FerlabError
-from .fer2013 import SPLITS, USAGES, FerData, class_weights, load_fer2013
+from .dataset import SPLITS, USAGES, FerData, class_weights
+from .fer2013 import load_fer2013
 from .ferplus import agreement_by_split, load_ferplus, locate_ferplus, votes_file_for
 
 BLANK_STD = 2.0  # pixel standard deviation (0-255 scale) below which an image holds no face

@@ -1,8 +1,8 @@
 """What a loaded FER2013 is, whichever file it came from: faces, labels, original usage, splits.
 
-The readers (:mod:`ferlab.data.fer2013` for the CSV and folder layouts, :mod:`ferlab.data.packed`
-for the one-file pack) all build the same :class:`FerData`, so the protocol (select on
-PublicTest, report PrivateTest) is defined once, here.
+The readers (:mod:`ferlab.data.fer2013` for the CSV and the folder layout) build the same
+:class:`FerData` from either, so the protocol (select on PublicTest, report PrivateTest) is
+defined once, here.
 """
 from __future__ import annotations
 

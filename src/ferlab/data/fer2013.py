@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..constants import CLASS_NAMES, IMAGE_SIZE, NUM_CLASSES
+from ..constants import CLASS_NAMES, IMAGE_SIZE
 from ..errors import FerlabError
 from ..fileio import write_with
-from .dataset import SPLITS, USAGES, FerData, FerSplit, class_weights  # noqa: F401 - re-exported
+from .dataset import USAGES, FerData
 
 # The original CSV numbers classes in this order (Goodfellow et al. 2013).
 CSV_ORDER = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -35,10 +35,6 @@ def load_fer2013(root: str | os.PathLike[str], *, skip_bad: bool = False,
     root = Path(root).expanduser()
     if not root.exists():
         raise FerlabError(f"data path not found: {root} (expected fer2013.csv or a folder with train/ and test/)")
-    from .packed import is_packed, load_packed
-
-    if is_packed(root):  # one-file pack made by scripts/pack_data.py (GPU machines)
-        return load_packed(root)
     if root.is_dir() and (root / "fer2013.csv").is_file() and not (root / "train").is_dir():
         root = root / "fer2013.csv"
     key = _fingerprint(root)

@@ -50,8 +50,8 @@ VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust
 # FER+ emotion -> FER2013 class name (ferlab.constants.CLASS_NAMES).
 FERPLUS_TO_CLASS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happiness": "happy",
                     "neutral": "neutral", "sadness": "sad", "surprise": "surprise"}
-KAGGLE_VOTES = "votes_by_kaggle_file.csv"  # for the folder layout (and packs made from it)
-CSV_VOTES = "fer2013new.csv"  # for fer2013.csv (and packs made from it)
+KAGGLE_VOTES = "votes_by_kaggle_file.csv"  # for the folder layout
+CSV_VOTES = "fer2013new.csv"  # for fer2013.csv
 FOLDER = "ferplus"
 
 # CLASS_NAMES index of each of FER+'s first seven columns, and the inverse permutation.
@@ -167,10 +167,10 @@ def locate_ferplus(data_source: str | os.PathLike[str] | None = None,
                    ferplus: str | os.PathLike[str] | None = None, *, want: str = KAGGLE_VOTES) -> Path:
     """The votes file ``want``: from ``ferplus`` (that file, or a folder holding it) if given,
     else from a ``ferplus/`` folder beside the FER2013 data (``<fer2013 folder>/../ferplus``;
-    for a file such as ``fer2013.csv`` or a pack, also a ``ferplus/`` in the file's own folder).
+    for a file such as ``fer2013.csv``, also a ``ferplus/`` in the file's own folder).
 
-    The FER+ votes are a separate download, so the default only looks where the shared layout
-    puts them and otherwise says exactly what to pass.
+    The FER+ votes are a separate download, so the default only looks where the usual layout
+    (``fer2013/`` and ``ferplus/`` side by side) puts them and otherwise says exactly what to pass.
     """
     if ferplus is not None:
         p = Path(ferplus).expanduser()

@@ -13,7 +13,7 @@ from ..errors import FerlabError
 from .dataset import FerData
 
 ENV = "FERLAB_DATA"
-WHAT = "FER2013 folder, fer2013.csv or a .npz pack"
+WHAT = "FER2013 folder or fer2013.csv"
 
 
 def resolve_root(arg: str | os.PathLike[str] | None, default: str | os.PathLike[str] | None = None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..data.fer2013 import SPLITS
+from ..data.dataset import SPLITS
 
 
 def _ferplus_args(p: argparse.ArgumentParser) -> None:

@@ -14,7 +14,8 @@ def _ints(text: str) -> list[int]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiments", help="the fifteen experiments of thesis section 5, beside the thesis's numbers",
-                       description="Run, resume and tabulate the thesis's experiments (configs/experiments/*.yaml).")
+                       description="Run, resume and tabulate the thesis's experiments (one config per row, installed "
+                                   "with ferlab: ferlab/experiments/configs/*.yaml).")
     ssub = p.add_subparsers(dest="experiments_command", metavar="ACTION")
 
     r = ssub.add_parser("run", help="train + evaluate the selected experiments, then write results.md/.csv",
@@ -31,8 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seeds", type=_ints, default=[42], help="comma list (default 42, the thesis's seed)")
     r.add_argument("--jobs", type=int, default=1, help="runs at once, as subprocesses (several small runs "
                                                        "can share one GPU); default 1, in-process")
-    r.add_argument("--data", help="FER2013 folder, fer2013.csv or a .npz pack (scripts/pack_data.py); "
-                                  "default $FERLAB_DATA")
+    r.add_argument("--data", help="FER2013 folder or fer2013.csv; default $FERLAB_DATA")
     r.add_argument("--out", default="experiments", help="suite folder (default experiments/)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]; a comma list spreads runs over devices")
     r.add_argument("--pretrained", help="imagenet (configs' default) | none | PATH: backbone weights for the "
@@ -42,9 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "from their best checkpoint (marked partial) and resumed by a later call")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override applied to every run, e.g. train.batch_size=128 (recorded)")
-    r.add_argument("--configs", help="folder of experiment configs (default configs/experiments)")
+    r.add_argument("--configs", help="folder of experiment configs (default: the ones installed with ferlab, "
+                                     "ferlab/experiments/configs)")
     r.add_argument("--exp15-model", help="model for Exp. 15 (default: this suite's Exp. 9 run, else the shipped model)")
-    r.add_argument("--exp15-video", help="video for Exp. 15 (default: shared/samples/short_hamilton_clip.mp4)")
+    r.add_argument("--exp15-video", help="video for Exp. 15 (default: the sample clip installed with ferlab, "
+                                         "ferlab/assets/sample_clip.mp4)")
     r.add_argument("--progress", action="store_true", help="per-epoch progress bars (in-process runs)")
     r.set_defaults(func=run)
 

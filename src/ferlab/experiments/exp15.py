@@ -3,7 +3,9 @@ on a video through the public frame engine (``Recognizer.stream``), the same loo
 ``ferlab video``, rather than a capture loop of its own.
 
 ``opts`` is the suite's :class:`~ferlab.experiments.runner.SuiteOptions` (``exp15_model``,
-``exp15_video``, ``seeds``, ``device`` are read).
+``exp15_video``, ``seeds``, ``device`` are read). The default video is the clip ferlab ships
+for ``ferlab demo`` (``ferlab/assets/sample_clip.mp4``, see its ATTRIBUTION.md), so the
+experiment runs from an installed package as it does from a checkout.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from typing import Any
 
 from ..fileio import write_json
 from .table import EXP15_DIR, EXP15_WINDOWS, FINAL, RESULT
-DEFAULT_VIDEO_NAME = "short_hamilton_clip.mp4"
+
+DEFAULT_VIDEO = Path(__file__).resolve().parents[1] / "assets" / "sample_clip.mp4"
 DEFAULT_FPS = 30.0  # only if the clip has a single frame
 
 
@@ -30,14 +33,6 @@ def _find_exp15_model(out: Path, opts: Any) -> str | None:
     from ..models.hub import DEFAULT_MODEL
 
     return DEFAULT_MODEL
-
-
-def _default_video() -> Path:
-    here = Path(__file__).resolve()
-    for base in (here.parents[3].parent / "shared" / "samples", Path.cwd().parent / "shared" / "samples"):
-        if (base / DEFAULT_VIDEO_NAME).is_file():
-            return base / DEFAULT_VIDEO_NAME
-    return Path(DEFAULT_VIDEO_NAME)
 
 
 def run_onset(raw_labels: Any, c: int, since: int, t: int) -> int | None:
@@ -109,7 +104,7 @@ def run_exp15(out: Path, opts: Any) -> dict[str, Any] | None:
     from ..inference import Recognizer
 
     model = _find_exp15_model(out, opts)
-    video = Path(opts.exp15_video) if opts.exp15_video else _default_video()
+    video = Path(opts.exp15_video) if opts.exp15_video else DEFAULT_VIDEO
     if model is None or not video.is_file():
         _say(f"Exp. 15 not measured: {'no model' if model is None else f'video {video} not found'} (TODO row kept)")
         return None

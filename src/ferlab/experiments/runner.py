@@ -29,22 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import settings_difference
+from ..config import settings_difference, validate_config
+from ..config_schema import Config
 from ..errors import FerlabError
 from ..fileio import write_json
-from .exp15 import run_exp15, smoothing_metrics  # noqa: F401 - re-exported
+from .exp15 import run_exp15
 from .table import RESULT, ROWS, configs_of, write_tables
 
 HARD_KILL_GRACE_S = 120.0  # after the deadline, a run still inside a (long) epoch is killed
-
-
-def default_configs_dir() -> Path:
-    """``configs/experiments`` of the source tree (editable install) or of the working directory."""
-    for base in (Path(__file__).resolve().parents[3], Path.cwd()):
-        d = base / "configs" / "experiments"
-        if d.is_dir():
-            return d
-    return Path("configs/experiments")
+CONFIGS_DIR = Path(__file__).resolve().with_name("configs")  # one YAML per row, installed with the package
 
 
 @dataclass
@@ -113,37 +106,36 @@ def describe_mode(opts: SuiteOptions) -> str:
     return ("reduced: " + ", ".join(parts)) if parts else "full"
 
 
-def effective_config(stem: str, seed: int, opts: SuiteOptions) -> dict[str, Any]:
+def effective_config(stem: str, seed: int, opts: SuiteOptions) -> Config:
     from ..config import make_config
 
-    path = (opts.configs_dir or default_configs_dir()) / f"{stem}.yaml"
+    path = (opts.configs_dir or CONFIGS_DIR) / f"{stem}.yaml"
     cfg = make_config(path, list(opts.overrides))
-    cfg["seed"] = int(seed)
+    cfg.seed = seed
     if opts.epochs is not None:
-        cfg["train"]["epochs"] = int(opts.epochs)
+        cfg.train.epochs = opts.epochs
     if opts.subset is not None:
-        cfg["data"]["train_subset"] = int(opts.subset)
+        cfg.data.train_subset = opts.subset
     if opts.val_subset is not None:
-        cfg["data"]["val_subset"] = int(opts.val_subset)
-    if opts.pretrained is not None and str(cfg["model"].get("pretrained", "none")) != "none":
-        cfg["model"]["pretrained"] = opts.pretrained  # scratch models stay "none"
-    cfg["data"]["root"] = opts.data
+        cfg.data.val_subset = opts.val_subset
+    if opts.pretrained is not None and cfg.pretrained != "none":
+        cfg.model = cfg.model | {"pretrained": opts.pretrained}  # scratch models stay "none"
+    cfg.data.root = opts.data
     return cfg
 
 
-def check_pretrained(configs: list[dict[str, Any]]) -> None:
+def check_pretrained(configs: list[Config]) -> None:
     """Fail before any training starts, not after an hour of scratch runs."""
     from ..models.resnet import find_imagenet_weights
 
     checked: set[tuple[str, str]] = set()
     for cfg in configs:
-        m = cfg["model"]
-        key = (m["name"], str(m.get("pretrained", "none")))
+        key = (cfg.arch, cfg.pretrained)
         if key in checked or key[1] == "none" or not key[0].startswith("resnet"):
             continue
         checked.add(key)
         try:
-            find_imagenet_weights(m["name"], None if key[1] == "imagenet" else key[1])
+            find_imagenet_weights(cfg.arch, None if key[1] == "imagenet" else key[1])
         except FerlabError as exc:
             raise FerlabError(f"{exc}\nFor a reduced suite without ImageNet weights pass --pretrained none "
                               f"(recorded in results.md).") from None
@@ -172,21 +164,21 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _train_summary(cfg: dict[str, Any], history: list[dict[str, Any]], stopped_early: bool) -> dict[str, Any]:
-    select = cfg["train"]["select_metric"]
+def _train_summary(cfg: Config, history: list[dict[str, Any]], stopped_early: bool) -> dict[str, Any]:
+    select = cfg.train.select_metric
     sign = -1.0 if select == "val_loss" else 1.0
     best = max(history, key=lambda r: sign * r[select])
-    return {"best_epoch": int(best["epoch"]), "epochs_run": len(history), "epochs_planned": int(cfg["train"]["epochs"]),
+    return {"best_epoch": int(best["epoch"]), "epochs_run": len(history), "epochs_planned": cfg.train.epochs,
             "stopped_early": bool(stopped_early), "select_metric": select, "best_val": float(best[select]),
             "train_seconds": round(sum(float(r["seconds"]) for r in history), 1)}
 
 
-def _training_finished(run_dir: Path, cfg: dict[str, Any]) -> bool:
+def _training_finished(run_dir: Path, cfg: Config) -> bool:
     path = run_dir / "summary.json"
     if not path.is_file():
         return False
     s = json.loads(path.read_text())
-    return bool(s.get("stopped_early")) or int(s.get("epochs_run", 0)) >= int(cfg["train"]["epochs"])
+    return bool(s.get("stopped_early")) or int(s.get("epochs_run", 0)) >= cfg.train.epochs
 
 
 def _compact(m: dict[str, Any]) -> dict[str, Any]:
@@ -203,7 +195,7 @@ def _compact_ferplus(block: dict[str, Any]) -> dict[str, Any]:
             "auroc_unreadable": unc["auroc_unreadable"], "acc_at_80": unc["accuracy_at_coverage"]["80%"]["ferplus"]}
 
 
-def evaluate_run(run_dir: Path, cfg: dict[str, Any], data: Any, device: str,
+def evaluate_run(run_dir: Path, cfg: Config, data: Any, device: str,
                  eval_subset: int | None) -> dict[str, dict[str, Any]]:
     """The best-on-val checkpoint on val (the subset selection used), test and test-all.
 
@@ -219,13 +211,13 @@ def evaluate_run(run_dir: Path, cfg: dict[str, Any], data: Any, device: str,
     from ..models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(run_dir / "best.safetensors", map_location=device)
-    votes = find_votes(data, cfg["data"].get("ferplus"))
+    votes = find_votes(data, cfg.data.ferplus)
     out: dict[str, dict[str, Any]] = {}
     calib = None
     for split in ("val", "test", "test-all"):
         sp = data.split(split)
         # val: the faces selection saw; test splits: one fixed subset for every run (seed 0)
-        sp = sp.subset(cfg["data"].get("val_subset"), cfg["seed"]) if split == "val" else sp.subset(eval_subset, 0)
+        sp = sp.subset(cfg.data.val_subset, cfg.seed) if split == "val" else sp.subset(eval_subset, 0)
         logits = predict_logits(ckpt.model, sp.images, ckpt.mean, ckpt.std, batch_size=512, device=device)
         probs = probs_from_logits(logits).cpu().numpy()
         full = round_floats(compute_metrics(sp.labels, probs, ckpt.class_names))
@@ -245,15 +237,16 @@ def run_task(task: dict[str, Any], data: Any | None = None) -> dict[str, Any]:
     """Train (or resume) one (config, seed) and evaluate it; returns and writes ``result.json``.
 
     A ``deadline`` in the task stops training between epochs (a callback of the trainer, run
-    after all of an epoch's files are written), so a stopped run resumes exactly later.
+    after all of an epoch's files are written), so a stopped run resumes exactly later. The
+    task's ``cfg`` is a :class:`Config`, or its JSON form in a worker's ``task.json``.
     """
     from ..device import resolve_device
     from ..training.callbacks import StopAtDeadline
     from ..training.trainer import train
 
-    cfg, run_dir = task["cfg"], Path(task["run_dir"])
+    cfg, run_dir = validate_config(task["cfg"]), Path(task["run_dir"])
     device = str(resolve_device(task.get("device")))
-    data = data if data is not None else load_data(cfg["data"]["root"], bool(cfg["data"].get("skip_bad")))
+    data = data if data is not None else load_data(cfg.data.root, cfg.data.skip_bad)
     stopped_early, complete, stop_reason = False, True, None
     if not _training_finished(run_dir, cfg):
         resume = (run_dir / "last_state.pt").is_file()
@@ -261,7 +254,7 @@ def run_task(task: dict[str, Any], data: Any | None = None) -> dict[str, Any]:
         summary = train(cfg, out=run_dir, device=device, resume=resume, progress=task.get("progress", False),
                         data=data, callbacks=[deadline] if deadline else [])
         stopped_early = bool(summary.get("stopped_early"))
-        finished = stopped_early or int(summary["epochs_run"]) >= int(cfg["train"]["epochs"])
+        finished = stopped_early or int(summary["epochs_run"]) >= cfg.train.epochs
         if deadline is not None and deadline.reached and not finished:
             complete, stop_reason = False, deadline.reason
     else:
@@ -270,8 +263,8 @@ def run_task(task: dict[str, Any], data: Any | None = None) -> dict[str, Any]:
     if not history:
         raise FerlabError(f"{run_dir}: training produced no epoch")
     metrics = evaluate_run(run_dir, cfg, data, device, task.get("eval_subset"))
-    result = {"config": task["config"], "seed": int(cfg["seed"]), "complete": complete, "stop_reason": stop_reason,
-              "pretrained": str(cfg["model"].get("pretrained", "none")), "model": cfg["model"]["name"],
+    result = {"config": task["config"], "seed": cfg.seed, "complete": complete, "stop_reason": stop_reason,
+              "pretrained": cfg.pretrained, "model": cfg.arch,
               "mode": task.get("mode", ""), "device": device,
               "train": _train_summary(cfg, history, stopped_early), "metrics": metrics,
               "checkpoint": "best.safetensors"}
@@ -281,7 +274,7 @@ def run_task(task: dict[str, Any], data: Any | None = None) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- the suite
 
-def _status(run_dir: Path, cfg: dict[str, Any]) -> str:
+def _status(run_dir: Path, cfg: Config) -> str:
     """done | resume | new, refusing a folder that holds a run of other settings."""
     stored = run_dir / "config.json"
     if stored.is_file():
@@ -346,7 +339,7 @@ def run_suite(opts: SuiteOptions) -> dict[str, Any]:
     failed: list[str] = []
     if opts.jobs == 1 and opts.time_limit is None:
         for i, task in enumerate(tasks, 1):
-            _say(f"[{i}/{len(tasks)}] {task['status']} {task['config']} seed {task['cfg']['seed']}")
+            _say(f"[{i}/{len(tasks)}] {task['status']} {task['config']} seed {task['cfg'].seed}")
             res = run_task(task)
             done.append(res)
             _say("  " + _line(res))
@@ -371,18 +364,18 @@ def _run_subprocesses(tasks: list[dict[str, Any]], jobs: int,
         while pending and len(running) < jobs:
             task = pending.pop(0)
             if deadline is not None and time.time() >= deadline:
-                _say(f"not started (time limit): {task['config']} seed {task['cfg']['seed']}")
+                _say(f"not started (time limit): {task['config']} seed {task['cfg'].seed}")
                 continue
-            if not task["cfg"]["train"].get("threads") and not str(task["device"]).startswith("cuda"):
-                task["cfg"]["train"]["threads"] = cpu_threads  # K jobs share the cores instead of fighting
+            if not task["cfg"].train.threads and not str(task["device"]).startswith("cuda"):
+                task["cfg"].train.threads = cpu_threads  # K jobs share the cores instead of fighting
             run_dir = Path(task["run_dir"])
             run_dir.mkdir(parents=True, exist_ok=True)
             task_file = run_dir / "task.json"
-            write_json(task_file, task)
+            write_json(task_file, task | {"cfg": task["cfg"].model_dump()})
             log = open(run_dir / "log.txt", "ab")
             proc = subprocess.Popen([sys.executable, "-m", "ferlab.experiments.runner", str(task_file)],
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            _say(f"started {task['status']} {task['config']} seed {task['cfg']['seed']} on {task['device']} "
+            _say(f"started {task['status']} {task['config']} seed {task['cfg'].seed} on {task['device']} "
                  f"(pid {proc.pid}, log {run_dir / 'log.txt'})")
             running.append((proc, task, log))
         time.sleep(0.5)
@@ -394,9 +387,9 @@ def _run_subprocesses(tasks: list[dict[str, Any]], jobs: int,
                     proc.kill()
                     proc.wait()
                     log.close()
-                    _say(f"killed {task['config']} seed {task['cfg']['seed']}: still in an epoch "
+                    _say(f"killed {task['config']} seed {task['cfg'].seed}: still in an epoch "
                          f"{HARD_KILL_GRACE_S:.0f}s after the time limit (rerun to resume)")
-                    failed.append(f"{task['config']}/seed{task['cfg']['seed']}")
+                    failed.append(f"{task['config']}/seed{task['cfg'].seed}")
                     continue
                 still.append((proc, task, log))
                 continue
@@ -407,8 +400,8 @@ def _run_subprocesses(tasks: list[dict[str, Any]], jobs: int,
                 done.append(res)
                 _say("finished " + _line(res))
             else:
-                _say(f"FAILED {task['config']} seed {task['cfg']['seed']} (exit {rc}); see {task['run_dir']}/log.txt")
-                failed.append(f"{task['config']}/seed{task['cfg']['seed']}")
+                _say(f"FAILED {task['config']} seed {task['cfg'].seed} (exit {rc}); see {task['run_dir']}/log.txt")
+                failed.append(f"{task['config']}/seed{task['cfg'].seed}")
         running = still
     return done, failed
 

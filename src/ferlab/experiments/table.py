@@ -1,7 +1,8 @@
 """The rows of thesis section 5, what the thesis reported for each, and our results beside them.
 
-Every number in :data:`ROWS` under ``thesis`` is copied from the thesis text or its tables
-("thesis reported"); nothing in this module computes or adjusts them. Our numbers come from
+The rows and the thesis's reported numbers are data, not code: ``thesis_reported.json`` beside
+this module (package data) holds them as copied from the thesis text and its tables ("thesis
+reported"); nothing here computes or adjusts them. Our numbers come from
 ``OUT/<config>/seed<N>/result.json`` files written by the runner, aggregated over seeds
 (mean and sample standard deviation). A number we did not measure stays blank: a blank is
 honest, a copied or guessed value would not be.
@@ -21,6 +22,7 @@ from ..fileio import write_text
 FINAL = "exp09_erasing_0.3"  # section 6's configuration = Exp. 9
 RESULT = "result.json"  # one per run folder (and one for Exp. 15); complete: true marks a finished run
 EXP15_DIR = "exp15_smoothing"
+THESIS_REPORTED = Path(__file__).with_name("thesis_reported.json")
 
 
 @dataclass(frozen=True)
@@ -30,60 +32,22 @@ class Row:
 
     exp: int
     label: str
-    config: str | None  # config stem in configs/experiments; None = not a training run (Exp. 15)
+    config: str | None  # config stem in ferlab/experiments/configs; None = not a training run
     thesis: dict[str, Any] = field(default_factory=dict)
 
 
-# -------------------------------------------------------------------- thesis reported
-# Sources: section 5 text (Exp. 1-11), Table 2 (Exp. 12), Table 3 (Exp. 13), Table 4 (Exp. 14),
-# Table 5 (Exp. 15), Table 7 (per-class F1 of the final model, whose config is Exp. 9).
-ROWS: tuple[Row, ...] = (
-    Row(1, "scratch 4-layer CNN, CE, lr 1e-3, 30 ep", "exp01_scratch_cnn",
-        {"test_acc": 48.3, "disgust_f1": 0.02, "note": "val loss rose after epoch 12; disgust F1 'about 0.02'"}),
-    Row(2, "ResNet-18 ImageNet, full FT, lr 1e-3", "exp02_resnet18_fullft_lr1e-3",
-        {"test_acc": 57.1, "note": "loss spike in epoch 1"}),
-    Row(3, "ResNet-18, lr 2e-4", "exp03_resnet18_lr2e-4", {"test_acc": 62.8, "disgust_f1": 0.11}),
-    Row(4, "+ backbone frozen 5 epochs", "exp04_freeze5", {"test_acc": 64.7}),
-    Row(5, "ResNet-50 instead of ResNet-18", "exp05_resnet50",
-        {"test_acc": 63.9, "note": "2.3x the training time of ResNet-18"}),
-    Row(6, "1-channel conv1, no max-pool", "exp06_grayscale_nomaxpool",
-        {"test_acc": 66.4, "disgust_f1": 0.18, "note": "disgust F1 0.18 from Exp. 7's text"}),
-    Row(7, "+ class weights (Eq. 1)", "exp07_class_weights",
-        {"test_acc": 67.1, "disgust_f1": 0.31, "mean_conf_correct": 0.87,
-         "note": "macro-F1 +0.07 over Exp. 6; confidence 0.87 from Exp. 8's text"}),
-    Row(8, "+ label smoothing eps 0.1", "exp08_label_smoothing_0.1",
-        {"test_acc": 68.2, "mean_conf_correct": 0.74}),
-    Row(8, "label smoothing eps 0.2", "exp08_label_smoothing_0.2", {"test_acc": 66.8}),
-    Row(9, "+ random erasing p 0.3 (= final, section 6)", FINAL,
-        {"test_acc": 69.5, "disgust_f1": 0.51, "macro_f1": 0.663, "epochs": 32,
-         "note": "F1s from Table 7 (macro-F1 = mean of its 7 F1s); 32 epochs from Table 4"}),
-    Row(10, "erasing p 0.5", "exp10_erasing_0.5", {"test_acc": 68.1}),
-    Row(11, "StepLR (10, 0.5)", "exp11_step_lr", {"test_acc": 68.4}),
-    Row(11, "cosine (= Exp. 9)", FINAL, {"test_acc": 69.5}),
-    Row(12, "dropout 0.3 / 0.15", "exp12_dropout_0.3_0.15", {"test_acc": 68.7}),
-    Row(12, "dropout 0.5 / 0.25 (= Exp. 9)", FINAL, {"test_acc": 69.5}),
-    Row(12, "dropout 0.6 / 0.30", "exp12_dropout_0.6_0.30", {"test_acc": 68.2}),
-    Row(12, "dropout 0.7 / 0.35", "exp12_dropout_0.7_0.35", {"test_acc": 67.0}),
-    Row(13, "head 512->7", "exp13_head_none", {"test_acc": 66.9}),
-    Row(13, "head 512->128->7", "exp13_head_128", {"test_acc": 68.8}),
-    Row(13, "head 512->256->7 (= Exp. 9)", FINAL, {"test_acc": 69.5}),
-    Row(13, "head 512->512->7", "exp13_head_512", {"test_acc": 69.1}),
-    Row(13, "head 512->256->128->7", "exp13_head_256_128", {"test_acc": 69.3}),
-    Row(14, "batch 32", "exp14_batch_32", {"test_acc": 69.7, "epochs": 38}),
-    Row(14, "batch 64 (= Exp. 9)", FINAL, {"test_acc": 69.5, "epochs": 32}),
-    Row(14, "batch 128", "exp14_batch_128", {"test_acc": 68.9, "epochs": 28}),
-    Row(14, "batch 256", "exp14_batch_256", {"test_acc": 67.2, "epochs": 24}),
-    # Exp. 16 is not in the thesis (issue 12): the training target, FER2013's label or FER+'s votes.
-    Row(16, "targets fer2013 (= Exp. 9)", FINAL),
-    Row(16, "targets ferplus-majority", "exp16_targets_ferplus_majority"),
-    Row(16, "targets ferplus-soft", "exp16_targets_ferplus_soft"),
-    Row(16, "targets ferplus-smoothing (vote-informed eps)", "exp16_targets_ferplus_smoothing"),
-)
+def _load_reported(path: Path = THESIS_REPORTED) -> tuple[tuple[Row, ...], dict[int, tuple[int, str]]]:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    rows = tuple(Row(int(r["exp"]), r["label"], r["config"], dict(r.get("thesis", {}))) for r in doc["rows"])
+    exp15 = {int(n): (int(ms), str(rating)) for n, (ms, rating) in doc["exp15"]["windows"].items()}
+    return rows, exp15
+
+
+# Sections 5 and 6 in table order. Exp. 15 (Table 5): window N -> (latency ms at 30 fps,
+# subjective stability rating 1-5).
+ROWS, THESIS_EXP15 = _load_reported()
 TARGETS_EXP = 16  # rows measured against FER+ as well (table section of their own)
 
-# Exp. 15 (Table 5): window N -> (latency ms at 30 fps, subjective stability rating 1-5).
-THESIS_EXP15: dict[int, tuple[int, str]] = {1: (33, "1 (very jittery)"), 5: (167, "3"),
-                                            10: (333, "5 (very stable)"), 20: (667, "5 (sluggish)")}
 EXP15_WINDOWS = tuple(THESIS_EXP15)
 
 # What we report per split; "test-all" (all 7,178 test faces) is what the thesis calls its test set.
@@ -95,7 +59,7 @@ FERPLUS_SPLITS = ("val", "test")
 
 
 def configs_of(rows: tuple[Row, ...] = ROWS) -> list[str]:
-    """Distinct configs in table order (a run shared by several rows is listed once)."""
+    """Distinct configs in table order (a run that several rows reuse is listed once)."""
     seen: list[str] = []
     for r in rows:
         if r.config and r.config not in seen:
@@ -285,7 +249,7 @@ def write_tables(out: str | Path, rows: tuple[Row, ...] = ROWS) -> tuple[Path, P
           "Ours: checkpoint selected on PublicTest (val), evaluated on PrivateTest (test) and on all 7,178 test "
           "faces (test-all, what the thesis calls its test set). Mean ± sample std over the seeds run. "
           "F1 and confidence columns are on test-all. Best epoch = epochs to converge (selection epoch). "
-          "**Thesis** columns are the numbers the thesis reports (hard-coded, `ferlab.experiments.table.ROWS`), "
+          "**Thesis** columns are the numbers the thesis reports (`ferlab/experiments/thesis_reported.json`), "
           "not measured here. Blank = not measured / not reported.", ""]
     if modes:
         md += ["Run settings: " + "; ".join(f"`{m}`" for m in modes), ""]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.fer2013 import SPLITS
+from ..data.dataset import SPLITS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

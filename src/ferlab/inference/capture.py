@@ -96,7 +96,20 @@ def open_capture(source: str | int | os.PathLike[str]) -> tuple[cv2.VideoCapture
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
     info = SourceInfo(name, live, fps, count if count > 0 else None,
                       int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    _check_frame_size(cap, info)
     return cap, info
+
+
+def _check_frame_size(cap: cv2.VideoCapture, info: SourceInfo) -> None:
+    """Frames are images too: the one pixel limit (:func:`~.preprocess.max_image_pixels`)
+    holds for them, checked on the container's declared size before any frame is decoded."""
+    from .preprocess import MAX_PIXELS_ENV, ImageTooLarge, max_image_pixels
+
+    limit = max_image_pixels()
+    if info.width * info.height > limit:
+        cap.release()
+        raise ImageTooLarge(f"{info.name} has {info.width}x{info.height} frames, over the {limit / 1e6:g} Mpx limit: "
+                            f"refused before decoding (set {MAX_PIXELS_ENV} to allow more)")
 
 
 def iter_frames(cap: cv2.VideoCapture, info: SourceInfo, *, max_frames: int | None = None,

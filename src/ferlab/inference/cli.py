@@ -17,6 +17,9 @@ from . import options as inference_options
 
 PHOTO_SCOPES = ("model", "detector")  # a photo has no tracking or smoothing
 STREAM_SCOPES = inference_options.SCOPES  # live, video, demo (and serve) take every option
+# Output flags, checked writable before any work (ferlab.cli.check_outputs): dest -> (flag, kind).
+STREAM_OUTPUTS = {"output": ("-o", "file"), "jsonl": ("--jsonl", "file"), "csv": ("--csv", "file"),
+                  "plot": ("--plot", "file")}
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -103,9 +106,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
           + (f" -> {args.out}" if args.out else "") + (f", annotated in {args.annotate}" if args.annotate else ""),
           file=sys.stderr)
     if failed:
-        if len(records) == 1:
-            raise FerlabError(failed[0])
-        print(f"ferlab predict: {len(failed)} of {len(records)} image(s) could not be read", file=sys.stderr)
+        if len(records) > 1:  # one image: its error line above says it all
+            print(f"ferlab predict: {len(failed)} of {len(records)} image(s) could not be read", file=sys.stderr)
         return 2
     return 0
 
@@ -150,7 +152,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--csv", default=None, help="per-face results as CSV")
     _run_args(p)
     add(p, STREAM_SCOPES)
-    p.set_defaults(func=cmd_live)
+    p.set_defaults(func=cmd_live, outputs=STREAM_OUTPUTS)
 
     p = sub.add_parser("video", help="annotate a video file or stream (RTSP/HTTP URL)",
                        description="Process a video frame by frame: annotated video, per-frame JSONL, "
@@ -163,7 +165,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-window", action="store_true", help="no preview window")
     _run_args(p)
     add(p, STREAM_SCOPES)
-    p.set_defaults(func=cmd_video)
+    p.set_defaults(func=cmd_video, outputs=STREAM_OUTPUTS)
 
     p = sub.add_parser("predict", help="faces and emotions in photos (files or folders)",
                        description="Print one JSON line per image (faces with box, label, probabilities).")
@@ -172,7 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--print", action="store_true", help="print JSON lines even with --out")
     p.add_argument("--annotate", default=None, metavar="DIR", help="write annotated copies of the images here")
     add(p, PHOTO_SCOPES)
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=cmd_predict, outputs={"out": ("--out", "file"), "annotate": ("--annotate", "folder")})
 
     p = sub.add_parser("export", help="export a model to ONNX (optionally INT8-quantised)",
                        description="ONNX with input N x 1 x 48 x 48 normalised by Eq. (27), 7 logits out, dynamic "
@@ -189,7 +191,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="faces to check INT8 against fp32 on (default: FER2013 PublicTest faces beside --calib, "
                         "else other --calib faces); an INT8 model agreeing on < 98%% is not written")
     p.add_argument("--opset", type=int, default=17)
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=cmd_export, outputs={"output": ("-o", "file")})
 
     p = sub.add_parser("demo", help="run live recognition on the webcam, or on the bundled clip without one",
                        description="Runs the live pipeline with the best shipped model: on the webcam when one "
@@ -200,5 +202,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", default="ferlab-demo", help="output folder (default ./ferlab-demo)")
     p.add_argument("--no-window", action="store_true", help="never open a window")
     add(p, STREAM_SCOPES)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, outputs={"out": ("--out", "folder")})
 

@@ -62,10 +62,21 @@ class InferenceOptions:
     detect_threshold: float = _opt(0.8, "detector", "YuNet's face score threshold (0.8, OpenCV's default; lower "
                                    "finds more faces and more false ones: benchmarks/bench_fidelity.py)",
                                    type=float, metavar="T")
-    detect_scale: float = _opt(1.0, "detector", "run the detector on the frame shrunk by S (0.5 = ~2-3x faster "
-                               "detection; faces below ~48 px are then missed)", type=float, metavar="S")
-    max_detect_side: int | None = _opt(1920, "detector", "detect on a copy at most this many pixels on its longer "
-                                       "side, so huge photos stay fast (0 = no limit)", type=int, metavar="PX")
+    detect_side: int | None = _opt(640, "detector", "YuNet looks at every frame on a copy this many pixels on its "
+                                   "longer side (never enlarged), where it finds faces from the whole frame down to "
+                                   "~1/20 of that side; larger frames get finer passes only as far as --min-face "
+                                   "needs (0 = one pass at full resolution, capped by --max-detect-side; with "
+                                   "--max-detect-side 1920 the previous default)", type=int, metavar="PX")
+    min_face: int | None = _opt(40, "detector", "YuNet: the smallest face, in the image's pixels, that finer passes "
+                                "look for on frames larger than --detect-side (smaller faces are still found where "
+                                "the first pass sees them: down to ~24 px on a 640x480 frame); larger = faster on "
+                                "big photos and 4K video (0 = no finer pass)", type=int, metavar="PX")
+    detect_scale: float = _opt(1.0, "detector", "shrink every detection pass by S (0.5 = ~2-3x faster detection; "
+                               "faces below --min-face / S are then missed)", type=float, metavar="S")
+    max_detect_side: int | None = _opt(None, "detector", "no detection pass looks at more than this many pixels on "
+                                       "its longer side, to bound time and memory on huge images (faces below "
+                                       "--min-face x long side / PX are then missed; default: no limit)",
+                                       type=int, metavar="PX")
     # -- stream (tracking + smoothing) ---------------------------------------------------
     smoothing: str = _opt("window", "stream", "window = per-face mean of the last N frames (Eq. 26); ema = per-face "
                           "exponential average; none = raw; shared = the thesis's Algorithm 1 (ONE buffer for all "
@@ -93,8 +104,9 @@ class InferenceOptions:
 
     def __post_init__(self) -> None:
         fix = {}
-        if self.max_detect_side == 0:
-            fix["max_detect_side"] = None  # the flag's "0 = no limit"
+        for name in ("max_detect_side", "detect_side", "min_face"):
+            if getattr(self, name) == 0:
+                fix[name] = None  # the flags' "0 = no limit / no such pass"
         if self.threads == 0:
             fix["threads"] = None  # ONNX Runtime's default
         for name in ("model", "detector_model"):
@@ -128,6 +140,10 @@ class InferenceOptions:
             raise bad("detect_scale", "must be in (0, 1]")
         if self.max_detect_side is not None and self.max_detect_side < 1:
             raise bad("max_detect_side", "must be >= 1 (or 0 for no limit)")
+        if self.detect_side is not None and self.detect_side < 32:
+            raise bad("detect_side", "must be >= 32 (or 0 for one full-resolution pass)")
+        if self.min_face is not None and self.min_face < 1:
+            raise bad("min_face", "must be >= 1 (or 0 for no finer pass)")
         if self.window < 1:
             raise bad("window", "must be >= 1")
         if self.ema_alpha is not None and not 0 < self.ema_alpha <= 1:

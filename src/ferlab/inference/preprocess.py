@@ -7,8 +7,14 @@ a box to model input (crop, resize, Eq. 27) is :mod:`ferlab.preprocessing`.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
+import threading
+import warnings
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,6 +25,124 @@ from ..errors import FerlabError
 from ..preprocessing import crop_face, make_batch, normalise  # noqa: F401
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".jp2"}
+
+DEFAULT_MAX_PIXELS = 50_000_000
+"""The largest image decoded anywhere (CLI, batch, server, Python API): 50 Mpx is a 8660x5773
+photo, more than any phone or DSLR takes, and its 8-bit BGR copy is 150 MB. A PNG of under
+1 MB can declare 30000x30000 pixels (2.7 GB once decoded), so the size is read from the header
+and checked before OpenCV allocates anything."""
+MAX_PIXELS_ENV = "FERLAB_MAX_PIXELS"
+# Only the formats of IMAGE_EXTS, all of which OpenCV decodes: a format Pillow cannot size is
+# never handed to OpenCV, whose decoders would otherwise allocate whatever a header declares.
+_HEADER_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "PPM", "JPEG2000")
+_FORMAT_NAMES = "JPEG, PNG, WebP, BMP, TIFF, PGM/PPM or JPEG 2000"
+_BYTES_PER_PIXEL_MAX = 8  # 16-bit RGBA, the widest uncompressed pixel OpenCV reads
+_PIL_LOCK = threading.Lock()  # warnings.catch_warnings is process-wide state
+QUIET_CODECS = False
+"""Set by the ``ferlab`` command (:func:`ferlab.cli.main`): libpng and libjpeg print their own
+complaints ("libpng error: IDAT: CRC error", "Corrupt JPEG data: ...") straight to the
+process's stderr, beside ferlab's one line about the same file; the command hides them while
+it decodes in its main thread. Off for library use, where stderr is the caller's."""
+
+
+class ImageTooLarge(FerlabError):
+    """An image whose header declares more pixels than the limit: refused before decoding
+    (the server answers 413 for it, every command exits with one line)."""
+
+
+def max_image_pixels() -> int:
+    """The pixel limit: ``$FERLAB_MAX_PIXELS`` when set (a positive integer), else 50 Mpx."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise FerlabError(f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r} is not a positive pixel count "
+                          "(e.g. 50000000)")
+    return value
+
+
+def header_pixels(source: bytes | str | os.PathLike[str]) -> tuple[int, tuple[int, int] | None]:
+    """(pixel count, (width, height)) as the image's header declares them, read by Pillow
+    without decoding any pixel data (Pillow only parses headers on open; it is already
+    installed with matplotlib, and its parsers are fuzzed upstream, unlike one we would write
+    for TIFF's IFDs or JPEG 2000 boxes). ``(width, height)`` is None only if a header over
+    Pillow's own bomb guard (179 Mpx) cannot be sized another way; the count then comes from
+    Pillow's message.
+
+    Raises FerlabError when no supported format's header can be read (not an image, or a
+    format outside ``IMAGE_EXTS``); OSError when a file cannot be read at all."""
+    from PIL import Image, UnidentifiedImageError
+
+    with contextlib.ExitStack() as stack:
+        fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else stack.enter_context(open(source, "rb"))
+        try:
+            with _PIL_LOCK, warnings.catch_warnings():
+                # only the size is wanted here: Pillow's warnings (its bomb warning over 89 Mpx,
+                # "Corrupt EXIF data" from a damaged TIFF) would be extra lines of output
+                warnings.simplefilter("ignore")
+                try:
+                    with Image.open(fp, formats=_HEADER_FORMATS) as im:
+                        w, h = (int(v) for v in im.size)
+                        return w * h, (w, h)
+                except Image.DecompressionBombError as exc:  # over 2 x Image.MAX_IMAGE_PIXELS
+                    size = _size_past_pillow_guard(fp)
+                    if size is not None:
+                        return size[0] * size[1], size
+                    m = re.search(r"\((\d+) pixels\)", str(exc))
+                    return (int(m.group(1)) if m else 2 * int(Image.MAX_IMAGE_PIXELS or 0) + 1), None
+        except OSError as exc:
+            if not isinstance(exc, UnidentifiedImageError) and exc.errno is not None:
+                raise  # the file itself could not be read: the caller names it
+            raise FerlabError(f"not a readable image: no {_FORMAT_NAMES} header, or a damaged one") from None
+        except MemoryError:
+            raise
+        except Exception:  # noqa: BLE001 - SyntaxError, struct.error, ValueError...: any parser error on
+            # untrusted bytes means the header cannot be trusted, which is the one thing asked here
+            raise FerlabError(f"not a readable image: no {_FORMAT_NAMES} header, or a damaged one") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _size_past_pillow_guard(fp: Any) -> tuple[int, int] | None:
+    """The size Pillow's plugin reads from a header its bomb guard refused: the same plugin
+    ``Image.open`` picked (its registry, ``Image.OPEN``), without the guard. Only to name the
+    size in ferlab's message; None if that does not work out."""
+    from PIL import Image
+
+    try:
+        fp.seek(0)
+        prefix = fp.read(16)
+        for fmt in _HEADER_FORMATS:
+            factory, accept = Image.OPEN[fmt]
+            verdict = True if accept is None else accept(prefix)
+            if verdict and not isinstance(verdict, str):  # a str is Pillow's "close, but no"
+                fp.seek(0)
+                with factory(fp, "") as im:
+                    return int(im.size[0]), int(im.size[1])
+    except Exception:  # noqa: BLE001 - a nicety: the count alone still refuses the image
+        return None
+    return None
+
+
+def check_image_size(source: bytes | str | os.PathLike[str], name: str, max_pixels: int | None = None) -> int:
+    """The declared pixel count of an encoded image, or a one-line error naming ``name`` when
+    it is over ``max_pixels`` (default :func:`max_image_pixels`) or has no readable header.
+    The one size check every entry point runs before decoding."""
+    limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+    try:
+        pixels, size = header_pixels(source)
+    except FerlabError as exc:
+        raise FerlabError(f"{name} is {exc}") from None
+    if pixels <= 0 or (size is not None and min(size) <= 0):
+        raise FerlabError(f"{name} is not a readable image (its header declares no pixels)")
+    if pixels > limit:
+        dims = f"{size[0]}x{size[1]} pixels ({pixels / 1e6:,.0f} Mpx)" if size else f"{pixels:,} pixels"
+        raise ImageTooLarge(f"{name} is {dims}, over the limit of {limit / 1e6:g} Mpx: refused before decoding "
+                            f"(set {MAX_PIXELS_ENV} to allow more)")
+    return pixels
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -70,33 +194,72 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     raise FerlabError(f"unsupported image shape {image.shape}: expected HxW, HxWx3 or HxWx4")
 
 
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a photo as 8-bit BGR, or fail with a message naming it."""
+def load_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> np.ndarray:
+    """Read a photo as 8-bit BGR, or fail with a message naming it. The file is read once, at
+    most as many bytes as any image within ``max_pixels`` (default :func:`max_image_pixels`)
+    can take, and its header's pixel count is checked on those very bytes before decoding."""
     p = Path(path)
     if not p.exists():
         raise FerlabError(f"image not found: {p}")
     if p.is_dir():
         raise FerlabError(f"{p} is a folder, not an image")
+    limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+    cap = limit * _BYTES_PER_PIXEL_MAX + (1 << 20)
     try:
-        # imdecode instead of imread: imread silently returns None for unicode paths on Windows
-        data = np.fromfile(str(p), dtype=np.uint8)
+        # read + imdecode instead of imread: imread silently returns None for unicode paths on Windows
+        with open(p, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            data = fh.read(cap + 1) if size <= cap else b""
     except OSError as exc:
         raise FerlabError(f"cannot read image {p}: {exc.strerror or exc}") from None
-    return decode_image_bytes(data, str(p))
+    if size > cap or len(data) > cap:
+        raise ImageTooLarge(f"{p} is a {max(size, len(data)) / 1e6:,.0f} MB file, more than any image within the "
+                            f"{limit / 1e6:g} Mpx limit takes: refused unread (set {MAX_PIXELS_ENV} to allow more)")
+    return decode_image_bytes(data, str(p), limit)
 
 
-def decode_image_bytes(data: bytes | np.ndarray, name: str) -> np.ndarray:
-    """Encoded image bytes -> 8-bit BGR, or fail with a message naming ``name``."""
-    data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else data
+def decode_image_bytes(data: bytes | np.ndarray, name: str, max_pixels: int | None = None, *,
+                       checked: bool = False) -> np.ndarray:
+    """Encoded image bytes -> 8-bit BGR, or fail with a message naming ``name``. The header is
+    checked against ``max_pixels`` first (:func:`check_image_size`; ``checked``: the caller did)."""
+    if isinstance(data, np.ndarray):
+        data = data.tobytes()
+    data = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
+    if not data:
+        raise FerlabError(f"{name} is not a readable image (empty)")
+    if not checked:
+        check_image_size(data, name, max_pixels)
     # IMREAD_COLOR: one decode that applies EXIF orientation (phones store rotated JPEGs),
     # drops alpha and brings 16-bit and gray files to 8-bit BGR, the form everything below uses.
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        with _codec_messages_hidden():
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:  # e.g. over OpenCV's pixel limit (CV_IO_MAX_IMAGE_PIXELS)
         raise FerlabError(f"cannot decode image {name}: {str(exc).strip().splitlines()[-1]}") from None
     if image is None or image.size == 0:
         raise FerlabError(f"{name} is not a readable image (empty, truncated or not an image format)")
     return image
+
+
+@contextlib.contextmanager
+def _codec_messages_hidden() -> Any:
+    """File descriptor 2 pointed at /dev/null for the duration, when :data:`QUIET_CODECS` is set
+    and this is the main thread (no other thread's output can be lost in between)."""
+    if not QUIET_CODECS or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def clip_boxes(boxes: np.ndarray, width: int, height: int, min_side: int = 2) -> np.ndarray:

@@ -98,7 +98,7 @@ class Recognizer:
 
         Keyword arguments are the fields of :class:`~ferlab.inference.options.InferenceOptions`
         (``backend``, ``device``, ``threads``, ``detector``, ``detector_model``, ``detect_threshold``,
-        ``detect_scale``, ``max_detect_side``, ``smoothing``, ``window``, ``ema_alpha``,
+        ``detect_side``, ``min_face``, ``detect_scale``, ``max_detect_side``, ``smoothing``, ``window``, ``ema_alpha``,
         ``detect_every``, ``iou_threshold``, ``max_missed``, ``confirm``, ``appearance_threshold``,
         ``scene_cut``; ``model`` instead of the first
         argument), on top of ``options`` when given, so ``from_pretrained(**opts)`` works.
@@ -113,6 +113,7 @@ class Recognizer:
         # each ``ferlab batch`` worker's detector spread over every core and the workers fought.
         yunet = {"score_threshold": opts.detect_threshold, "threads": opts.threads}
         det = make_detector(opts.detector, opts.detector_model, scale=opts.detect_scale, max_side=opts.max_detect_side,
+                            work_side=opts.detect_side, min_face=opts.min_face,
                             **(yunet if opts.detector == "yunet" else {}))
         spec = opts.model
         if spec is not None and str(spec).lower().endswith(".onnx"):

@@ -131,4 +131,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     inference_options.add_arguments(p, ("model",), title="model (rarely needed)")
     inference_options.add_arguments(p, ("detector",), title="face detection (rarely needed)")
     inference_options.add_arguments(p, ("stream",), title="tracking and smoothing, camera/video (rarely needed)")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, outputs={"output": ("-o", "any"), "jsonl": ("--jsonl", "file"),
+                                          "csv": ("--csv", "file"), "plot": ("--plot", "file")})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -27,7 +28,7 @@ import cv2
 import numpy as np
 
 from ..errors import FerlabError
-from ..fileio import atomic_path
+from ..fileio import OutputError, atomic_path, output_error
 from .background import BackgroundWriter
 from .capture import gui_available
 from .plot import TrackHistory, plot_tracks
@@ -91,6 +92,7 @@ class VideoSink(FileSink):
         self._writer: cv2.VideoWriter | None = None
         self._file: Path | None = None
         self._encoder: BackgroundWriter[np.ndarray] | None = None
+        self._written = 0
 
     def open(self, ctx: StreamContext) -> None:
         tmp = self._begin()
@@ -103,10 +105,17 @@ class VideoSink(FileSink):
                                        self.fps or ctx.fps, self.size)
         if not self._writer.isOpened():
             self.abort()
+            if _free_bytes(self._file.parent) < MIN_FREE_BYTES:  # it could not even create the file
+                raise OutputError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
             raise FerlabError(f"cannot write video {self.path}: this OpenCV build has no encoder for {self.ext}")
         self._encoder = BackgroundWriter(self._writer.write) if self.background else None
 
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
+        # OpenCV's writer never reports a failed write (it logs a warning per frame and leaves
+        # a file without its index): a full disk is noticed here, before the next frame
+        if self._file is not None and _free_bytes(self._file.parent) < MIN_FREE_BYTES:
+            raise OutputError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        self._written += 1
         drawn = self._ctx.annotated(frame, result)
         if (drawn.shape[1], drawn.shape[0]) != self.size:  # streams may change resolution
             drawn = cv2.resize(drawn, self.size, interpolation=cv2.INTER_AREA)
@@ -127,15 +136,37 @@ class VideoSink(FileSink):
 
     def close(self) -> None:
         self._release()
+        if self._file is not None and self._written and not self._complete():
+            self.abort()  # a file the encoder could not finish must not take the output's name
+            raise OutputError(errno.EIO, "the video encoder could not finish the file (disk full?)", str(self.path))
         if self._file is not None and self._file.exists() and self._stack is not None:
             os.replace(self._file, self._file.with_name(self._file.name[: -len(self.ext)]))
         super().close()
+
+    def _complete(self) -> bool:
+        """The written file opens and its index lists every frame written."""
+        cap = cv2.VideoCapture(str(self._file))
+        try:
+            return cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) >= self._written
+        finally:
+            cap.release()
 
     def abort(self) -> None:
         self._release(finish=False)
         if self._file is not None:
             self._file.unlink(missing_ok=True)
         super().abort()
+
+
+MIN_FREE_BYTES = 64 * 1024
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # Windows has no statvfs: the check at close still holds
+        return MIN_FREE_BYTES
+    return st.f_bavail * st.f_frsize
 
 
 class JsonlSink(FileSink):
@@ -158,7 +189,10 @@ class JsonlSink(FileSink):
             self._fh = self._enter(open(self._begin(), "w", encoding="utf-8"))
 
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
-        self._fh.write(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")  # type: ignore[union-attr]
+        try:
+            self._fh.write(json.dumps(result.to_dict(), separators=(",", ":")) + "\n")  # type: ignore[union-attr]
+        except OSError as exc:  # a full disk: name the output, not "[Errno 28]" alone
+            raise output_error(exc, self.path) from None
 
     def close(self) -> None:
         if self._fh is not None:
@@ -195,7 +229,10 @@ class CsvSink(FileSink):
         if result.faces:
             buf = io.StringIO()  # one write per frame: a frame's rows land together
             csv.writer(buf).writerows(csv_rows(result))
-            self._fh.write(buf.getvalue())
+            try:
+                self._fh.write(buf.getvalue())
+            except OSError as exc:
+                raise output_error(exc, self.path) from None
 
 
 class PlotSink(FileSink):

@@ -18,6 +18,12 @@ as ``ferlab predict`` / ``ferlab video --jsonl`` and the Python API):
 Live back-pressure: the connection holds at most one pending frame; a newer frame replaces
 it (counted in ``dropped``), so a slow server makes clients skip frames instead of building a
 queue and latency. Clients in the page also keep one frame in flight.
+
+Who may call it (:mod:`.guards`): requests must name an allowed Host (400 otherwise), pages
+of other origins are refused (403; websocket closed with 1008), and when a token is set every
+``/api`` and ``/ws`` request needs it (401). Upload bodies that stall or trickle get 408;
+each client address has at most ``max_uploads_per_client`` bodies in flight (429); a client
+that hangs up mid-upload ends its request without a log line.
 """
 from __future__ import annotations
 
@@ -34,12 +40,15 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect
 
 from ..errors import FerlabError
 from .engine import Engine
+from .guards import Access, AccessGuard
 from .limits import Limits
-from .uploads import UploadError, check_video, read_upload
+from .uploads import Upload, UploadError, check_video, read_upload
 
 log = logging.getLogger("ferlab.serve")
 
@@ -54,15 +63,18 @@ _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Poli
                      "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
 WS_BUSY = 1013  # "try again later"
 WS_TOO_BIG = 1009
-WS_POLICY = 1008
 
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
                                        "properties": {"file": {"type": "string", "format": "binary"}}}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
-_ERRORS = {400: {"description": "empty or malformed upload"}, 413: {"description": "upload too large"},
+_ERRORS = {400: {"description": "empty or malformed upload"}, 401: {"description": "token required"},
+           403: {"description": "cross-origin request refused"}, 408: {"description": "upload stalled or too slow"},
+           413: {"description": "upload too large, or an image over the pixel limit"},
            415: {"description": "not a supported media type"}, 422: {"description": "corrupt or undecodable"},
+           429: {"description": "too many uploads in progress from this client"},
            503: {"description": "server busy, retry"}}
+CLIENT_GONE = 499  # nginx's "client closed request": logged as such, never sent (nobody is listening)
 
 
 def describe_model(recognizer: Any) -> dict[str, Any]:
@@ -91,13 +103,15 @@ def _load_recognizer(spec: Any, options: Any = None) -> Any:
 
 
 def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = None, *,
-               options: Any = None) -> FastAPI:
+               options: Any = None, access: Access | None = None) -> FastAPI:
     """The app around a ready :class:`~ferlab.inference.Recognizer`, or a model spec (shipped
     name, checkpoint, run folder; None = default model) loaded with ``options``
-    (:class:`~ferlab.inference.options.InferenceOptions`; default options when None)."""
+    (:class:`~ferlab.inference.options.InferenceOptions`; default options when None).
+    ``access``: allowed Host names and the token (default: loopback names, no token)."""
     from .._version import __version__
 
     limits = limits or Limits()
+    access = access or Access()
     engine = Engine(_load_recognizer(recognizer_or_model_path, options), limits)
     model_info = describe_model(engine.recognizer)
     static_files = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _MEDIA_TYPES} \
@@ -112,11 +126,32 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
                   description="Facial emotion recognition (FER2013, 7 classes) on photos, videos and live frames.")
     app.state.engine = engine
     app.state.limits = limits
+    app.state.access = access
+    # Added last = outermost: the Host check runs first, on HTTP and websocket alike.
+    app.add_middleware(AccessGuard, access=access)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(access.allowed_hosts), www_redirect=False)
 
     @app.exception_handler(UploadError)
     async def _upload_error(_: Request, exc: UploadError) -> JSONResponse:
-        headers = {"Retry-After": "2"} if exc.status == 503 else None
+        headers = {"Retry-After": "2"} if exc.status in (429, 503) else None
+        if exc.status == 408:  # the client may still be sending: this connection is done
+            headers = {"Connection": "close"}
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, _: ClientDisconnect) -> Response:
+        log.debug("client %s hung up during %s", request.client, request.url.path)
+        return Response(status_code=CLIENT_GONE)
+
+    async def _read(request: Request) -> Upload:
+        """The upload, read within the client's upload slot (:meth:`Engine.upload_slot`)."""
+        with engine.upload_slot(request.client.host if request.client else "unknown"):
+            return await read_upload(request, limits.max_upload_bytes, idle_s=limits.upload_idle_s,
+                                     min_rate=limits.upload_min_rate)
+
+    def _busy_photos() -> None:
+        if engine.pending >= limits.max_pending:
+            raise UploadError(503, "server busy: too many photos in progress, retry in a moment")
 
     @app.exception_handler(FerlabError)
     async def _ferlab_error(_: Request, exc: FerlabError) -> JSONResponse:
@@ -157,16 +192,16 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
               responses={**_ERRORS, 200: {"content": {"application/json": {}, "image/jpeg": {}}}})
     async def predict(request: Request, annotate: bool = Query(False, description="return the annotated JPEG")
                       ) -> Response:
-        if engine.pending >= limits.max_pending:
-            raise UploadError(503, "server busy: too many photos in progress, retry in a moment")
+        _busy_photos()  # no point reading a body that would be refused
+        upload = await _read(request)
+        _busy_photos()  # a request counts as pending once its body is in, not while it arrives
         engine.pending += 1
         try:
-            upload = await read_upload(request, limits.max_upload_bytes)
-            image, faces = await engine.call(engine.predict, upload)
-            if annotate:
-                return Response(await engine.call(_annotated_jpeg, image, faces), media_type="image/jpeg")
-            return JSONResponse({"file": upload.filename, "width": int(image.shape[1]),
-                                 "height": int(image.shape[0]), "faces": [f.to_dict() for f in faces]})
+            width, height, faces, jpeg = await engine.call(engine.predict, upload, annotate)
+            if jpeg is not None:
+                return Response(jpeg, media_type="image/jpeg")
+            return JSONResponse({"file": upload.filename, "width": width, "height": height,
+                                 "faces": [f.to_dict() for f in faces]})
         finally:
             engine.pending -= 1
 
@@ -180,12 +215,15 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
         engine.video_jobs += 1
         cancel = threading.Event()
         try:
-            upload = await read_upload(request, limits.max_upload_bytes)
+            upload = await _read(request)
             kind = check_video(upload)
             filename = upload.filename
             with tempfile.TemporaryDirectory(prefix="ferlab-serve-") as tmp:
                 path = Path(tmp) / f"upload.{kind}"
-                path.write_bytes(upload.data)
+                try:
+                    path.write_bytes(upload.data)
+                except OSError as exc:
+                    raise UploadError(507, f"the server could not store the video: {exc.strerror or exc}") from None
                 del upload
                 job = asyncio.ensure_future(engine.call(engine.analyse_video, path, sample_fps, cancel, video=True))
                 try:
@@ -205,10 +243,7 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
 
     @app.websocket("/ws/live")
     async def live(ws: WebSocket) -> None:
-        if not _same_origin(ws):
-            # Browsers let any web page open websockets to localhost; only this page may.
-            await ws.close(code=WS_POLICY, reason="cross-origin connection refused")
-            return
+        # Host, Origin and token were checked by the middleware (.guards) before this runs.
         if engine.clients >= limits.max_clients:
             reason = f"server busy: {limits.max_clients} live clients already connected (--max-clients)"
             await ws.accept()
@@ -223,28 +258,6 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
             engine.clients -= 1
 
     return app
-
-
-def _same_origin(ws: WebSocket) -> bool:
-    """No Origin header = not a browser (scripts, the load test): allowed. A browser page
-    must come from this server's own host:port."""
-    origin = ws.headers.get("origin")
-    if origin is None:
-        return True
-    from urllib.parse import urlsplit
-
-    return urlsplit(origin).netloc.lower() == ws.headers.get("host", "").lower()
-
-
-def _annotated_jpeg(image: Any, faces: list[Any]) -> bytes:
-    import cv2
-
-    from ..inference.overlay import annotate
-
-    ok, buf = cv2.imencode(".jpg", annotate(image, faces), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:  # pragma: no cover - encoding a valid BGR image does not fail
-        raise FerlabError("could not encode the annotated image")
-    return buf.tobytes()
 
 
 class LiveConnection:

@@ -15,9 +15,10 @@ with a frame filter that samples and enforces the limits, and a sink that collec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +30,31 @@ from .limits import Limits
 from .uploads import Upload, UploadError, decode_image
 
 T = TypeVar("T")
+
+
+class PixelBudget:
+    """Decoded pixels held at once by the pool threads, at most ``capacity``: a thread that
+    would go over waits for the others to finish. Two workers decoding 50 Mpx images each
+    hold ~2 x 150 MB plus detection copies; with the budget set to the one-image limit, big
+    images are decoded one at a time while ordinary photos (a few Mpx) still run side by side."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        pixels = min(int(pixels), self.capacity)
+        with self._cond:
+            self._cond.wait_for(lambda: self.used + pixels <= self.capacity)
+            self.used += pixels
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= pixels
+                self._cond.notify_all()
 
 
 class Engine:
@@ -44,7 +70,26 @@ class Engine:
         self.clients = 0
         self.pending = 0
         self.video_jobs = 0
+        self.uploads: dict[str, int] = {}  # client address -> bodies being read
         self.started = time.monotonic()
+        self.pixels = PixelBudget(limits.max_image_pixels)
+
+    @contextlib.contextmanager
+    def upload_slot(self, client: str) -> Iterator[None]:
+        """One body being read from ``client``; over the per-client cap 429, over the server's 503."""
+        lim = self.limits
+        if self.uploads.get(client, 0) >= lim.max_uploads_per_client:
+            raise UploadError(429, f"too many uploads in progress from your address ({lim.max_uploads_per_client}); "
+                                   "wait for one to finish")
+        if sum(self.uploads.values()) >= lim.max_uploads:
+            raise UploadError(503, "server busy: too many uploads in progress, retry in a moment")
+        self.uploads[client] = self.uploads.get(client, 0) + 1
+        try:
+            yield
+        finally:
+            self.uploads[client] -= 1
+            if not self.uploads[client]:
+                del self.uploads[client]
 
     @property
     def class_names(self) -> list[str]:
@@ -59,11 +104,24 @@ class Engine:
         self.video_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- blocking work, run in the pools ---------------------------------------------------
-    def predict(self, upload: Upload) -> tuple[np.ndarray, list[Any]]:
-        image = decode_image(upload, self.limits.max_image_pixels)
-        with self._lock:
-            faces = self.recognizer.predict(image)
-        return image, faces
+    def predict(self, upload: Upload, annotate: bool = False) -> tuple[int, int, list[Any], bytes | None]:
+        """(width, height, faces, annotated JPEG or None) for one uploaded photo. The decoded
+        image lives only inside this call, which holds its pixels in the budget."""
+        with self.pixels.hold(self._declared_pixels(upload)):
+            image = decode_image(upload, self.limits.max_image_pixels)
+            with self._lock:
+                faces = self.recognizer.predict(image)
+            jpeg = annotated_jpeg(image, faces) if annotate else None
+            return int(image.shape[1]), int(image.shape[0]), faces, jpeg
+
+    def _declared_pixels(self, upload: Upload) -> int:
+        from ..errors import FerlabError
+        from ..inference.preprocess import header_pixels
+
+        try:
+            return header_pixels(upload.data)[0]
+        except (FerlabError, OSError):
+            return 0  # decode_image refuses it, with its own message
 
     def new_session(self) -> Any:
         with self._lock:
@@ -71,12 +129,16 @@ class Engine:
 
     def live_step(self, session: Any, data: bytes, timestamp: float) -> dict[str, Any]:
         """Decode one browser frame and run it through the client's session."""
-        image = decode_image(Upload(data, "image/jpeg"), self.limits.max_image_pixels)
-        t0 = time.perf_counter()
-        with self._lock:
-            result = session.process(image, timestamp)
+        upload = Upload(data, "image/jpeg")
+        with self.pixels.hold(self._declared_pixels(upload)):
+            image = decode_image(upload, self.limits.max_image_pixels)
+            t0 = time.perf_counter()
+            with self._lock:
+                result = session.process(image, timestamp)
+            width, height = int(image.shape[1]), int(image.shape[0])
+            del image
         out = result.to_dict()
-        out["width"], out["height"] = int(image.shape[1]), int(image.shape[0])
+        out["width"], out["height"] = width, height
         out["server_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         return out
 
@@ -111,6 +173,17 @@ class Engine:
                           "duration": round(info.frame_count / native, 3) if info.frame_count else None},
                 "sample_fps": round(rate, 3), "frames_read": summary.frames_read, "stopped": summary.stop_reason,
                 "frames": records.records}
+
+
+def annotated_jpeg(image: np.ndarray, faces: list[Any]) -> bytes:
+    import cv2
+
+    from ..inference.overlay import annotate
+
+    ok, buf = cv2.imencode(".jpg", annotate(image, faces), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:  # pragma: no cover - encoding a valid BGR image does not fail
+        raise FerlabError("could not encode the annotated image")
+    return buf.tobytes()
 
 
 class VideoBudget:

@@ -6,11 +6,17 @@ request can make the server spend has a number here, and ``ferlab serve`` flags 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import FerlabError
 
 MB = 1024 * 1024
+
+
+def _default_max_pixels() -> int:
+    from ..inference.preprocess import max_image_pixels
+
+    return max_image_pixels()
 
 
 @dataclass(frozen=True)
@@ -23,8 +29,10 @@ class Limits:
     """Per live connection: results are never produced faster than this, extra frames are dropped."""
     max_frame_mb: float = 4.0
     """Largest single live frame (one websocket message)."""
-    max_image_pixels: int = 50_000_000
-    """Decoded size cap: a 100 KB PNG can declare 100k x 100k pixels (a decompression bomb)."""
+    max_image_pixels: int = field(default_factory=lambda: _default_max_pixels())
+    """Decoded size cap: a 100 KB PNG can declare 100k x 100k pixels (a decompression bomb).
+    The one limit of every entry point (``$FERLAB_MAX_PIXELS``, default 50 Mpx), checked on
+    the header before decoding."""
     max_video_seconds: float = 120.0
     """Only this much of an uploaded video (in video time) is analysed; the rest is reported as cut."""
     max_video_frames: int = 600
@@ -36,7 +44,18 @@ class Limits:
     max_video_jobs: int = 1
     """Videos analysed at once; more get 503 so one user cannot queue minutes of work."""
     max_pending: int = 16
-    """Photo predictions waiting for or in the thread pool; more get 503 instead of piling up."""
+    """Photo predictions waiting for or in the thread pool; more get 503 instead of piling up.
+    An upload counts once its body is in: clients still sending take no place here."""
+    upload_idle_s: float = 10.0
+    """Longest wait for the next bytes of an upload body; a client that stalls gets 408."""
+    upload_min_kbps: float = 32.0
+    """After the first ``upload_idle_s`` seconds, a body arriving slower than this (KiB/s,
+    averaged) is cut with 408: a 20 MB photo over a 1 Mbit/s link still passes."""
+    max_uploads: int = 64
+    """Upload bodies being read at once, server-wide; more get 503."""
+    max_uploads_per_client: int = 32
+    """Upload bodies being read at once from one client address; more get 429, so one client
+    cannot take every upload slot (loopback users all share one address, hence not fewer)."""
     workers: int = 2
     """Threads that decode and run inference (the model itself is serialised by a lock)."""
 
@@ -54,6 +73,10 @@ class Limits:
             "max_video_jobs": self.max_video_jobs >= 1,
             "max_pending": self.max_pending >= 1,
             "workers": self.workers >= 1,
+            "upload_idle_s": self.upload_idle_s > 0,
+            "upload_min_kbps": self.upload_min_kbps >= 0,
+            "max_uploads": self.max_uploads >= 1,
+            "max_uploads_per_client": self.max_uploads_per_client >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -63,6 +86,11 @@ class Limits:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * MB)
+
+    @property
+    def upload_min_rate(self) -> float:
+        """``upload_min_kbps`` in bytes per second."""
+        return self.upload_min_kbps * 1024
 
     @property
     def max_frame_bytes(self) -> int:

@@ -8,12 +8,14 @@ so no malformed input can surface as a 500.
 """
 from __future__ import annotations
 
+import asyncio
 import struct
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 MULTIPART_SLACK = 64 * 1024  # boundaries, part headers and small extra fields around the file
 MAX_FILE_PARTS = 4  # a form sends one file; a few more are tolerated (the first named 'file' wins)
@@ -48,10 +50,42 @@ def _too_large(limit: int) -> UploadError:
                             "(ferlab serve --max-upload-mb)")
 
 
-async def read_upload(request: Request, limit: int, field: str = "file") -> Upload:
+DEFAULT_IDLE_S = 10.0
+DEFAULT_MIN_RATE = 32 * 1024  # bytes/s
+
+
+async def body_chunks(request: Request, idle_s: float = DEFAULT_IDLE_S,
+                      min_rate: float = DEFAULT_MIN_RATE) -> AsyncIterator[bytes]:
+    """The request body as it arrives, cut with 408 when the client stalls (no bytes for
+    ``idle_s``) or, past the first ``idle_s`` seconds, sends slower than ``min_rate`` bytes/s
+    on average. Neither uvicorn nor Starlette times out a body read, so without this a few
+    sockets that send headers and two bytes would hold their upload slots for ever. A
+    client that hangs up raises Starlette's ``ClientDisconnect`` (the app ends it quietly)."""
+    start = time.monotonic()
+    received = 0
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), idle_s)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise UploadError(408, f"upload stalled: no data for {idle_s:g} s") from None
+        received += len(chunk)
+        elapsed = time.monotonic() - start
+        if elapsed > idle_s and received < min_rate * elapsed:
+            raise UploadError(408, f"upload too slow: {received / 1024 / elapsed:.1f} KiB/s, the least is "
+                                   f"{min_rate / 1024:g} KiB/s")
+        if chunk:
+            yield chunk
+
+
+async def read_upload(request: Request, limit: int, field: str = "file", *, idle_s: float = DEFAULT_IDLE_S,
+                      min_rate: float = DEFAULT_MIN_RATE) -> Upload:
     """The uploaded file, from a raw body (``Content-Type: image/jpeg``) or from multipart
     form field ``field`` (the first file part if no part has that name). At most ``limit``
-    bytes of file (plus multipart framing) are read; one more and it is a 413."""
+    bytes of file (plus multipart framing) are read; one more and it is a 413. A body that
+    stalls or trickles is cut with 408 (:func:`body_chunks`)."""
     declared = request.headers.get("content-length")
     ctype = _main_type(request.headers.get("content-type"))
     multipart = ctype == "multipart/form-data"
@@ -62,10 +96,11 @@ async def read_upload(request: Request, limit: int, field: str = "file") -> Uplo
                 raise _too_large(limit)
         except ValueError:
             raise UploadError(400, "invalid Content-Length header") from None
+    body = body_chunks(request, idle_s, min_rate)
     if multipart:
-        return await _read_multipart(request, limit, budget, field)
+        return await _read_multipart(request, body, limit, budget, field)
     buf = bytearray()
-    async for chunk in request.stream():
+    async for chunk in body:
         buf += chunk
         if len(buf) > limit:
             raise _too_large(limit)
@@ -74,7 +109,8 @@ async def read_upload(request: Request, limit: int, field: str = "file") -> Uplo
     return Upload(bytes(buf), ctype)
 
 
-async def _read_multipart(request: Request, limit: int, budget: int, field: str) -> Upload:
+async def _read_multipart(request: Request, body: AsyncIterator[bytes], limit: int, budget: int,
+                          field: str) -> Upload:
     """Parsed by Starlette's form parser (python-multipart underneath, the parser behind
     FastAPI's ``UploadFile``); the body it reads is cut off at ``budget`` bytes."""
     from starlette.datastructures import UploadFile
@@ -82,7 +118,7 @@ async def _read_multipart(request: Request, limit: int, budget: int, field: str)
 
     async def bounded() -> AsyncIterator[bytes]:
         total = 0
-        async for chunk in request.stream():
+        async for chunk in body:
             total += len(chunk)
             if total > budget:
                 raise _too_large(limit)
@@ -91,7 +127,7 @@ async def _read_multipart(request: Request, limit: int, budget: int, field: str)
     parser = MultiPartParser(request.headers, bounded(), max_files=MAX_FILE_PARTS, max_fields=MAX_FIELD_PARTS)
     try:
         form = await parser.parse()
-    except UploadError:
+    except (UploadError, ClientDisconnect):
         raise
     except MultiPartException as exc:
         raise UploadError(400, f"malformed multipart body: {exc.message}") from None
@@ -124,52 +160,6 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    i, n = 2, len(data)
-    while i + 9 < n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            h, w = struct.unpack(">HH", data[i + 5:i + 9])
-            return w, h
-        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
-    return None
-
-
-def image_size(data: bytes, kind: str) -> tuple[int, int] | None:
-    """Width and height from the file header, without decoding pixels."""
-    try:
-        if kind == "png" and data[12:16] == b"IHDR":
-            return struct.unpack(">II", data[16:24])
-        if kind == "jpeg":
-            return _jpeg_size(data)
-        if kind == "bmp":
-            w, h = struct.unpack("<ii", data[18:26])
-            return abs(w), abs(h)
-        if kind == "webp":
-            chunk = data[12:16]
-            if chunk == b"VP8X":
-                w = int.from_bytes(data[24:27], "little") + 1
-                h = int.from_bytes(data[27:30], "little") + 1
-                return w, h
-            if chunk == b"VP8L":
-                bits = int.from_bytes(data[21:25], "little")
-                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-            if chunk == b"VP8 ":
-                w, h = struct.unpack("<HH", data[26:30])
-                return w & 0x3FFF, h & 0x3FFF
-    except struct.error:
-        return None
-    return None
-
-
 def _truncated(data: bytes, kind: str) -> bool:
     """libjpeg decodes a cut JPEG with a grey bottom and only warns; we refuse it instead,
     because faces there would be classified on invented pixels."""
@@ -191,29 +181,30 @@ def check_image_type(upload: Upload) -> None:
 
 
 def decode_image(upload: Upload, max_pixels: int) -> np.ndarray:
-    """Checked decode to 8-bit BGR (EXIF orientation applied, like ``ferlab predict``)."""
-    import cv2
+    """Checked decode to 8-bit BGR (EXIF orientation applied, like ``ferlab predict``). The
+    pixel count comes from the header, through the same check as every other entry point
+    (:func:`ferlab.inference.preprocess.check_image_size`), before anything is decoded."""
+    from ..errors import FerlabError
+    from ..inference.preprocess import ImageTooLarge, check_image_size, decode_image_bytes
 
     check_image_type(upload)
     data = upload.data
     kind = sniff_image(data)
     if kind is None:
         raise UploadError(415, "not a supported image: the data is not JPEG, PNG, BMP or WebP")
-    size = image_size(data, kind)
-    if size is None:
-        raise UploadError(422, f"corrupt {kind.upper()}: its header could not be read")
-    if size[0] <= 0 or size[1] <= 0 or size[0] * size[1] > max_pixels:
-        raise UploadError(422 if size[0] * size[1] <= 0 else 413,
-                          f"image of {size[0]}x{size[1]} pixels refused (limit {max_pixels:,} pixels)")
+    name = upload.filename or "the upload"
+    try:
+        check_image_size(data, name, max_pixels)
+    except ImageTooLarge as exc:
+        raise UploadError(413, str(exc).replace(" (set FERLAB_MAX_PIXELS to allow more)", "")) from None
+    except FerlabError:
+        raise UploadError(422, f"corrupt {kind.upper()}: its header could not be read") from None
     if _truncated(data, kind):
         raise UploadError(422, f"truncated {kind.upper()}: the file ends before the image data does")
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:
-        image = None
-    if image is None or image.size == 0:
-        raise UploadError(422, f"could not decode the {kind.upper()} (corrupt or unsupported variant)")
-    return image
+        return decode_image_bytes(data, name, checked=True)
+    except FerlabError:
+        raise UploadError(422, f"could not decode the {kind.upper()} (corrupt or unsupported variant)") from None
 
 
 # -- videos -----------------------------------------------------------------------------------

@@ -9,22 +9,23 @@ All randomness comes from an explicit generator, so an epoch is reproducible fro
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from ..config_schema import AugmentConfig
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
     return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
 
 
-def affine(x: torch.Tensor, cfg: dict[str, Any], g: torch.Generator) -> torch.Tensor:
+def affine(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
     """Random hflip (p), rotation (+-deg) and translation (+-fraction of side), zero fill,
     as torchvision's RandomHorizontalFlip + RandomRotation + RandomAffine(translate)."""
     n, dev = x.shape[0], x.device
-    flip_p, rot, trans = float(cfg["hflip"]), float(cfg["rotation"]), float(cfg["translate"])
-    s_lo, s_hi = (float(v) for v in cfg.get("scale", (1.0, 1.0)))
+    flip_p, rot, trans = cfg.hflip, cfg.rotation, cfg.translate
+    s_lo, s_hi = cfg.scale
     if flip_p <= 0 and rot <= 0 and trans <= 0 and s_lo == s_hi == 1.0:
         return x
     flip = torch.where(torch.rand(n, generator=g, device=dev) < flip_p, -1.0, 1.0)
@@ -38,16 +39,16 @@ def affine(x: torch.Tensor, cfg: dict[str, Any], g: torch.Generator) -> torch.Te
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def random_erasing(x: torch.Tensor, cfg: dict[str, Any], g: torch.Generator) -> torch.Tensor:
+def random_erasing(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
     """Eq. (21): with probability p, a rectangle of area s*H*W, s ~ U(s_l, s_h), log-uniform
     aspect ratio, is replaced by U(0,1) noise (on the [0,1] pixel scale, before normalising)."""
-    p = float(cfg["erasing_p"])
+    p = cfg.erasing_p
     if p <= 0:
         return x
     n, _, h, w = x.shape
     dev = x.device
-    area = _uniform(n, *map(float, cfg["erasing_scale"]), g, dev) * (h * w)
-    lr0, lr1 = (math.log(float(v)) for v in cfg["erasing_ratio"])
+    area = _uniform(n, *cfg.erasing_scale, g, dev) * (h * w)
+    lr0, lr1 = (math.log(v) for v in cfg.erasing_ratio)
     ratio = torch.exp(_uniform(n, lr0, lr1, g, dev))
     eh = torch.sqrt(area * ratio).round().clamp(1, h)
     ew = torch.sqrt(area / ratio).round().clamp(1, w)
@@ -58,7 +59,7 @@ def random_erasing(x: torch.Tensor, cfg: dict[str, Any], g: torch.Generator) -> 
     cols = torch.arange(w, device=dev)[None, None, :]
     mask = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
             & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]) & apply[:, None, None])
-    value = cfg["erasing_value"]
+    value = cfg.erasing_value
     if value == "noise":
         fill = torch.rand(x.shape, generator=g, device=dev, dtype=x.dtype)
     else:
@@ -66,6 +67,7 @@ def random_erasing(x: torch.Tensor, cfg: dict[str, Any], g: torch.Generator) -> 
     return torch.where(mask[:, None], fill, x)
 
 
-def augment_batch(x01: torch.Tensor, cfg: dict[str, Any], g: torch.Generator) -> torch.Tensor:
-    """(B,1,H,W) float in [0,1] -> augmented batch, still in [0,1] scale."""
+def augment_batch(x01: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """(B,1,H,W) float in [0,1] -> augmented batch, still in [0,1] scale, as the ``augment``
+    section ``cfg`` says."""
     return random_erasing(affine(x01, cfg, g), cfg, g)

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable/wrong-size images, counting them")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, outputs={"out": ("--out", "folder")})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     if args.ferplus:
         overrides.append(f"data.ferplus={args.ferplus}")
     cfg = make_config(args.config, overrides)
-    cfg["data"]["root"] = resolve_root(args.data, default=cfg["data"]["root"])  # --data, $FERLAB_DATA, config
+    cfg.data.root = resolve_root(args.data, default=cfg.data.root)  # --data, $FERLAB_DATA, config
     if args.skip_bad:
-        cfg["data"]["skip_bad"] = True
+        cfg.data.skip_bad = True
     train(cfg, out=args.out, device=args.device, resume=args.resume, progress=not args.quiet)
     return 0

@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config_schema import AugmentConfig
 from ..constants import NUM_CLASSES
 from ..evaluation.predict import predict_logits, probs_from_logits
 from ..preprocessing import standardise, to_unit
 from .augment import augment_batch
-from .build import Run
+from .build import LossTargets, Run
+from .loss import soft_cross_entropy
 
 
 def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
@@ -48,21 +50,19 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
     return g
 
 
-def train_step(forward: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
-               x_u8: torch.Tensor, y: torch.Tensor, *, augment: dict[str, Any], generator: torch.Generator,
-               mean: float, std: float, amp: bool = False, channels_last: bool = False,
-               grad_clip: float = 0.0, sample_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augment on the [0, 1] scale (Eq. 21), normalise (Eq. 27), forward, Eq. 15 loss,
-    backward, clip, step. Returns (loss, logits), both detached.
-
-    ``y``: labels (Eq. 15 as written) or (B, C) target distributions with ``sample_weights``
-    (the form the trainer uses for every ``train.targets``; see :mod:`.targets`)."""
+def train_step(forward: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, x_u8: torch.Tensor,
+               targets: torch.Tensor, weights: torch.Tensor | None, *, augment: AugmentConfig,
+               generator: torch.Generator, mean: float, std: float, amp: bool = False, channels_last: bool = False,
+               grad_clip: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment on the [0, 1] scale (Eq. 21), normalise (Eq. 27), forward, Eq. 15 loss towards
+    the (B, C) ``targets`` with per-face ``weights`` (:mod:`.targets`), backward, clip, step.
+    Returns (loss, logits), both detached."""
     x = standardise(augment_batch(to_unit(x_u8.unsqueeze(1)), augment, generator), mean, std)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         logits = forward(x)
-    loss = criterion(logits, y) if sample_weights is None else criterion(logits, y, sample_weights)
+    loss = soft_cross_entropy(logits, targets, weights)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
@@ -78,8 +78,8 @@ def train_one_epoch(run: Run, epoch: int, *, progress: bool = False) -> dict[str
     from tqdm.auto import tqdm
 
     cfg, dev, dist = run.cfg, run.device, run.dist
-    seed, bs = int(cfg["seed"]), run.batch_size
-    frozen = epoch < int(cfg["train"]["freeze_epochs"])
+    seed, bs = cfg.seed, run.batch_size
+    frozen = epoch < cfg.train.freeze_epochs
     set_backbone_frozen(run.model, frozen)
     forward = run.forward_for(frozen)
     set_train_mode(run.model, frozen)
@@ -87,22 +87,21 @@ def train_one_epoch(run: Run, epoch: int, *, progress: bool = False) -> dict[str
     torch.manual_seed(epoch_seed(seed, epoch))  # dropout
     perm = torch.randperm(len(run.x_train), generator=g, device=dev)
     local_bs = max(1, bs // dist.world)
-    grad_clip = float(cfg["train"]["grad_clip"] or 0)
+    grad_clip = cfg.train.grad_clip or 0.0
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     seen = 0
-    bar = tqdm(range(run.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg['train']['epochs']}", leave=False,
+    bar = tqdm(range(run.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False,
                disable=not (progress and dist.main))
     for step in bar:
         lr = run.schedule.apply(run.optimizer, epoch, step)
         idx = perm[step * bs:(step + 1) * bs][dist.rank * local_bs:(dist.rank + 1) * local_bs]
         y = run.y_train[idx]
-        target = y if run.q_train is None else run.q_train[idx]
         weight = None if run.w_train is None else run.w_train[idx]
-        loss, logits = train_step(forward, run.model, run.optimizer, run.criterion, run.x_train[idx], target,
-                                  augment=cfg["augment"], generator=g, mean=run.mean, std=run.std, amp=run.amp,
-                                  channels_last=run.channels_last, grad_clip=grad_clip, sample_weights=weight)
+        loss, logits = train_step(forward, run.model, run.optimizer, run.x_train[idx], run.q_train[idx], weight,
+                                  augment=cfg.augment, generator=g, mean=run.mean, std=run.std, amp=run.amp,
+                                  channels_last=run.channels_last, grad_clip=grad_clip)
         loss_sum += loss * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
@@ -114,19 +113,17 @@ def train_one_epoch(run: Run, epoch: int, *, progress: bool = False) -> dict[str
 
 
 def evaluate(model: nn.Module, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
-             criterion: nn.Module, mean: float, std: float, *, batch_size: int = 512, amp: bool = False,
-             channels_last: bool = False,
-             loss_targets: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
-             ferplus_labels: torch.Tensor | None = None) -> dict[str, float]:
-    """Loss (the training criterion), accuracy and balanced accuracy of one split, no augmentation.
+             mean: float, std: float, *, loss_targets: LossTargets, batch_size: int = 512, amp: bool = False,
+             channels_last: bool = False, ferplus_labels: torch.Tensor | None = None) -> dict[str, float]:
+    """Loss, accuracy and balanced accuracy of one split, no augmentation.
 
     The logits come from :func:`ferlab.evaluation.predict.predict_logits` and the predictions
     from the same float64 softmax as ``ferlab evaluate``, so with the defaults (fp32) the
     accuracy equals what ``ferlab evaluate`` reports for the saved checkpoint.
-    Accuracies are always against ``labels`` (FER2013's). ``loss_targets`` = (face indices,
-    targets, weights) computes the loss against the training rule's targets instead of the
-    labels; ``ferplus_labels`` (FER+ majority, -1 = none) adds ``ferplus_acc`` over the faces
-    that have one.
+    Accuracies are always against ``labels`` (FER2013's). The loss is the training loss towards
+    ``loss_targets`` = (face indices, targets, weights): the training rule's targets of these
+    faces (:func:`.build.build_run`). ``ferplus_labels`` (FER+ majority, -1 = none) adds
+    ``ferplus_acc`` over the faces that have one.
     """
     device = images.device if isinstance(images, torch.Tensor) else next(model.parameters()).device
     y = torch.as_tensor(labels, device=device)
@@ -136,11 +133,8 @@ def evaluate(model: nn.Module, images: torch.Tensor | np.ndarray, labels: torch.
     hit = pred == y
     recall = [float(hit[y == c].double().mean()) if bool((y == c).any()) else float("nan")
               for c in range(NUM_CLASSES)]
-    if loss_targets is None:
-        loss = float(criterion(logits, y))
-    else:
-        idx, q, w = loss_targets
-        loss = float(criterion(logits[idx], q, w)) if len(idx) else float("nan")
+    idx, q, w = loss_targets
+    loss = float(soft_cross_entropy(logits[idx], q, w)) if len(idx) else float("nan")
     out = {"loss": loss, "acc": int(hit.sum()) / len(y), "balanced_acc": float(np.nanmean(recall))}
     if ferplus_labels is not None:
         fl = torch.as_tensor(ferplus_labels, device=device)

@@ -8,19 +8,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config_schema import Config
 from ..constants import CLASS_NAMES
 from ..data import FerSplit
 from ..fileio import write_text, write_with
 from .state import TrainState
 
 
-def checkpoint_meta(cfg: dict[str, Any], row: dict[str, Any], train_split: FerSplit,
+def checkpoint_meta(cfg: Config, row: dict[str, Any], train_split: FerSplit,
                     val_split: FerSplit, val_ferplus: Any = None) -> dict[str, Any]:
     """Sidecar: what to rebuild the model from, its normalisation, and the val metrics it was
     selected on (the same numbers ``ferlab evaluate --split val`` gives on these faces).
     ``val_ferplus``: the val faces' FER+ majorities (-1 = none) when the run loaded votes."""
-    meta = {"model": cfg["model"] | {"pretrained": "none"}, "config": cfg, "epoch": row["epoch"],
-            "mean": cfg["data"]["mean"], "std": cfg["data"]["std"], "class_names": list(CLASS_NAMES),
+    meta = {"model": cfg.model | {"pretrained": "none"}, "config": cfg.model_dump(), "epoch": row["epoch"],
+            "mean": cfg.data.mean, "std": cfg.data.std, "class_names": list(CLASS_NAMES),
             "metrics": {"val": {"accuracy": row["val_acc"], "loss": row["val_loss"],
                                 "balanced_accuracy": row["val_balanced_acc"], "split": "PublicTest",
                                 "n": len(val_split)}},

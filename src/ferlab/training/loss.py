@@ -1,21 +1,21 @@
-"""Weighted label-smoothing cross-entropy, exactly Eq. (15) of the thesis, generalised to any
-per-face target distribution (the FER+ targets of :mod:`.targets`).
+"""Weighted cross-entropy against per-face target distributions: Eq. (15) of the thesis,
+generalised to the FER+ targets of :mod:`.targets`.
 
 PyTorch's ``cross_entropy(weight=..., label_smoothing=...)`` differs in two ways that change
 the numbers: it spreads eps over all C classes (eps/C, target keeps 1-eps+eps/C) where Eq. (13)
 gives eps/(C-1) to each *other* class, and with weights it divides by the sum of the batch's
 weights where Eq. (15) divides by the batch size B. So the loss is written out here.
 
-The general form is L = -(1/B) sum_i w_i sum_c q_c^(i) log p_c^(i): Eq. (15) is the case
-q^(i) = Eq. (13) of the label y_i and w_i = w_{y_i}. Passing labels keeps exactly that; passing
-a (B, C) target matrix (and optionally per-face weights) trains on soft targets with the same
-normalisation, so the FER+ variants differ from the thesis only in q and w.
+The loss is L = -(1/B) sum_i w_i sum_c q_c^(i) log p_c^(i). Eq. (15) is the case q^(i) = Eq. (13)
+of the label y_i (:func:`smoothed_targets`) and w_i = w_{y_i}; the FER+ variants differ from it
+only in q and w. Smoothing is part of the targets, never of the loss: the training build makes
+q and w once per split (:func:`.targets.build_targets`, :meth:`.targets.Targets.sample_weights`),
+so eps is applied in exactly one place, for the training and the validation loss alike.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 
 def smoothed_targets(labels: torch.Tensor, num_classes: int, eps: float) -> torch.Tensor:
@@ -47,36 +47,16 @@ def vote_smoothed_targets(labels: torch.Tensor, votes: torch.Tensor, eps: float)
     return q
 
 
-class WeightedLabelSmoothingCE(nn.Module):
-    """L = -(1/B) sum_i w_{y_i} sum_c q~_c^(i) log p_c^(i)  (Eq. 15).
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
+    """-(1/B) sum_i w_i sum_c q_ic log softmax(logits)_ic for (B, C) ``targets`` q and (B,)
+    per-face ``weights`` w (None = 1 each).
 
-    ``eps=0`` and no weights give plain cross-entropy (Eq. 11); weights without smoothing give
-    Eq. (12). Both are the ablation rows of Exp. 6-8.
-
-    ``forward(logits, labels)`` is Eq. (15). ``forward(logits, q, sample_weights)`` takes the
-    (B, C) targets ``q`` as given (``eps`` is not applied again); each face is weighted by
-    ``sample_weights`` if given, else by the expected class weight sum_c q_c w_c, which is
-    w_y for a one-hot target.
+    ``eps=0`` targets and no weights give plain cross-entropy (Eq. 11); one-hot targets with
+    the class weights of the labels give Eq. (12). Both are the ablation rows of Exp. 6-8.
     """
-
-    def __init__(self, num_classes: int, eps: float = 0.1, weights: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.eps = float(eps)
-        self.register_buffer("weights", None if weights is None else torch.as_tensor(weights, dtype=torch.float32))
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                sample_weights: torch.Tensor | None = None) -> torch.Tensor:
-        logp = F.log_softmax(logits.float(), dim=1)
-        if target.ndim == 1:
-            q = smoothed_targets(target, self.num_classes, self.eps)
-            if sample_weights is None and self.weights is not None:
-                sample_weights = self.weights[target]
-        else:
-            q = target.to(logp.dtype)
-            if sample_weights is None and self.weights is not None:
-                sample_weights = q @ self.weights
-        per_sample = -(q * logp).sum(dim=1)
-        if sample_weights is not None:
-            per_sample = per_sample * sample_weights
-        return per_sample.mean()
+    logp = F.log_softmax(logits.float(), dim=1)
+    per_sample = -(targets.to(logp.dtype) * logp).sum(dim=1)
+    if weights is not None:
+        per_sample = per_sample * weights
+    return per_sample.mean()

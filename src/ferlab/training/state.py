@@ -3,6 +3,14 @@
 ``last_state.pt`` holds weights and optimizer state of the same epoch together (never from two
 files that a kill could leave one epoch apart), plus the selection bookkeeping and history.
 RNG states are not needed: every epoch reseeds from (seed, epoch).
+
+A run folder is always either resumable or restartable, wherever a kill lands
+(:func:`plan_start`): it is resumable exactly when ``last_state.pt`` is there (written, like
+every file of a run, to a temporary file and renamed, so it is whole or absent), and a folder
+without it has not finished an epoch, so starting over loses nothing. Checkpoints written
+before the state file in epoch 1 therefore no longer block a plain rerun, and ``--resume`` of
+such a folder starts from epoch 1. Temporary files a kill left (``.NAME.XXXX.tmp``) are
+removed when a run starts.
 """
 from __future__ import annotations
 
@@ -14,18 +22,48 @@ from typing import Any
 
 import torch
 
+from ..config_schema import Config
 from ..errors import FerlabError
-from ..fileio import write_with
+from ..fileio import clean_stale_temporaries, write_with
 from .build import Run
 
 STATE_FILE = "last_state.pt"
+CONFIG_FILE = "config.json"
+RUN_FILES = ("best.safetensors", "last.safetensors", "metrics.jsonl", CONFIG_FILE)  # signs a run started here
+
+
+def plan_start(out_dir: Path, resume: bool) -> tuple[bool, str | None]:
+    """(load the state?, a note for the user or None) for a run starting in ``out_dir``.
+
+    With ``last_state.pt``: ``resume`` loads it; a plain start is refused (it would overwrite
+    finished epochs). Without it but with files of an earlier start (it was stopped in its
+    first epoch): either way the run starts from epoch 1. An empty or absent folder:
+    ``resume`` is an error (nothing was ever started there). No side effects, so every rank
+    of a distributed run decides the same."""
+    has_state = (out_dir / STATE_FILE).is_file()
+    started = any((out_dir / name).exists() for name in RUN_FILES)
+    if has_state:
+        if not resume:
+            raise FerlabError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+        return True, None
+    if started:
+        return False, (f"{out_dir} holds a run stopped before its first epoch ended (no {STATE_FILE}): "
+                       "starting it from epoch 1")
+    if resume:
+        raise FerlabError(f"nothing to resume in {out_dir} (no {STATE_FILE}); start the run without --resume")
+    return False, None
+
+
+def clean_run_folder(out_dir: Path) -> int:
+    """Remove the temporary files a killed run left (only the process writing the folder)."""
+    return len(clean_stale_temporaries(out_dir))
 
 
 @dataclass
 class TrainState:
     """The run's progress, as callbacks see it after each epoch."""
 
-    cfg: dict[str, Any]
+    cfg: Config
     out_dir: Path
     main: bool = True  # rank 0 (the process that writes files)
     start_epoch: int = 0  # first epoch (0-based) of this call
@@ -38,7 +76,7 @@ class TrainState:
 
     @property
     def select(self) -> str:
-        return str(self.cfg["train"]["select_metric"])
+        return self.cfg.train.select_metric
 
     @property
     def sign(self) -> float:
@@ -46,11 +84,11 @@ class TrainState:
 
     @property
     def epochs(self) -> int:
-        return int(self.cfg["train"]["epochs"])
+        return self.cfg.train.epochs
 
     @property
     def patience(self) -> int:
-        return int(self.cfg["train"]["early_stopping"] or 0)
+        return self.cfg.train.early_stopping or 0
 
     def record(self, row: dict[str, Any]) -> bool:
         """Append an epoch's row; True if it is the best so far."""
@@ -85,7 +123,11 @@ def load_state(run: Run, state: TrainState) -> None:
     path = state.out_dir / STATE_FILE
     if not path.is_file():
         raise FerlabError(f"nothing to resume in {state.out_dir} (no {STATE_FILE})")
-    saved = torch.load(path, map_location=run.device, weights_only=True)
+    try:
+        saved = torch.load(path, map_location=run.device, weights_only=True)  # never unpickles code
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for a damaged file
+        raise FerlabError(f"cannot resume from {path}: {str(exc).strip().splitlines()[0][:200]} (delete it "
+                          "and the run folder's checkpoints to start again)") from None
     if "model" in saved:
         weights = saved["model"]
     else:  # state files from before weights were stored in them

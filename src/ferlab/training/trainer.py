@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..config import settings_difference, validate_config
+from ..config_schema import Config
 from ..constants import CLASS_NAMES
 from ..data import FerData
 from ..device import resolve_device
@@ -32,44 +32,19 @@ from ..errors import FerlabError
 from ..fileio import write_json
 from ..models.checkpoint import save_checkpoint
 from .build import Run, build_run
-from .callbacks import Callback, CallbackList, StopAfter
+from .callbacks import Callback, CallbackList
 from .distributed import Dist
-from .engine import evaluate, set_backbone_frozen, set_train_mode, train_one_epoch
+from .engine import evaluate, train_one_epoch
 from .logs import checkpoint_meta, plot_curves, summarise, write_logs
-from .state import STATE_FILE, TrainState, load_state, save_state
-
-__all__ = ["STATE_FILE", "Callback", "evaluate_split", "pick_device", "plot_curves", "set_backbone_frozen", "train"]
-
-pick_device = resolve_device  # the name this module exported before the one device rule
-_Dist = Dist
-_set_train_mode = set_train_mode
-
-
-def evaluate_split(model: Any, images: Any, labels: Any, criterion: Any, mean: float, std: float,
-                   batch_size: int, channels_last: bool, amp: bool) -> dict[str, float]:
-    """Deprecated: use :func:`ferlab.training.engine.evaluate`."""
-    warnings.warn("evaluate_split is deprecated; use ferlab.training.engine.evaluate", DeprecationWarning,
-                  stacklevel=2)
-    return evaluate(model, images, labels, criterion, mean, std, batch_size=batch_size, amp=amp,
-                    channels_last=channels_last)
-
-
-def _callbacks(callbacks: Iterable[Callback], stop_after: int | None) -> CallbackList:
-    cbs = list(callbacks)
-    if stop_after is not None:
-        warnings.warn("train(stop_after=N) is deprecated; pass callbacks=[StopAfter(N)]", DeprecationWarning,
-                      stacklevel=3)
-        cbs.append(StopAfter(stop_after))
-    return CallbackList(cbs)
+from .state import TrainState, clean_run_folder, load_state, plan_start, save_state
 
 
 def _epoch(run: Run, epoch: int, progress: bool) -> dict[str, Any]:
     """Train one epoch, evaluate on val; the row that metrics.jsonl gets."""
     t0 = time.perf_counter()
     tr = train_one_epoch(run, epoch, progress=progress)
-    val = evaluate(run.eval_model(), run.x_val, run.y_val, run.criterion, run.mean, run.std,
-                   batch_size=int(run.cfg["train"]["eval_batch_size"]), loss_targets=run.val_loss_targets,
-                   ferplus_labels=run.y_val_ferplus)
+    val = evaluate(run.eval_model(), run.x_val, run.y_val, run.mean, run.std, loss_targets=run.val_loss_targets,
+                   batch_size=run.cfg.train.eval_batch_size, ferplus_labels=run.y_val_ferplus)
     row = {"epoch": epoch + 1, "lr": run.schedule.epoch_lr(epoch), "frozen": tr["frozen"],
            "train_loss": tr["train_loss"], "train_acc": tr["train_acc"],
            "val_loss": val["loss"], "val_acc": val["acc"], "val_balanced_acc": val["balanced_acc"]}
@@ -92,40 +67,40 @@ def _save_epoch(run: Run, state: TrainState, row: dict[str, Any], improved: bool
 
 def _say_start(run: Run) -> None:
     cfg = run.cfg
-    freeze = int(cfg["train"]["freeze_epochs"])
-    if freeze > 0 and str(cfg["model"].get("pretrained") or "none") == "none":
+    freeze = cfg.train.freeze_epochs
+    if freeze > 0 and cfg.pretrained == "none":
         print(f"warning: freezing a randomly initialised backbone for {freeze} epoch(s) only trains the "
               "head on random features; pass freeze_epochs=0 when training from scratch")
     t = run.targets
-    if t is not None and t.kind != "fer2013":
+    if t.kind != "fer2013":
         print(f"targets {t.kind}: {int(t.keep.sum()):,} training faces" + (
             f", {t.dropped:,} dropped (no 7-class FER+ {'majority' if t.kind == 'ferplus-majority' else 'votes'})"
             if t.dropped else ""))
-    weights = run.criterion.weights
+    weights = run.class_weights
     if weights is not None:
         print("class weights (Eq. 1): " + ", ".join(f"{c}={float(w):.2f}" for c, w in zip(CLASS_NAMES, weights)))
 
 
-def train(cfg: dict[str, Any], *, out: str | Path | None = None, device: str | None = None,
+def train(cfg: Config | Mapping[str, Any], *, out: str | Path | None = None, device: str | None = None,
           resume: bool = False, progress: bool = True, data: FerData | None = None,
-          callbacks: Iterable[Callback] = (), stop_after: int | None = None) -> dict[str, Any]:
+          callbacks: Iterable[Callback] = ()) -> dict[str, Any]:
     """Train as ``cfg`` says; returns the summary (also written to ``OUT/summary.json``).
 
-    ``cfg`` is checked against the schema first (see :mod:`ferlab.config`). ``data``: an
-    already loaded FER2013 (default: ``cfg['data']['root']``, else ``$FERLAB_DATA``).
-    ``callbacks`` see every epoch and may stop the run (:mod:`.callbacks`); ``stop_after=N``
-    is the deprecated spelling of ``callbacks=[StopAfter(N)]``.
+    ``cfg``: a :class:`~ferlab.config_schema.Config` (:func:`ferlab.config.make_config`) or a
+    mapping such as a run's ``config.json``; either is checked against the schema first and
+    copied, so changing it afterwards does not reach the run. ``data``: an already loaded
+    FER2013 (default: ``cfg.data.root``, else ``$FERLAB_DATA``). ``callbacks`` see every epoch
+    and may stop the run (:mod:`.callbacks`).
     """
     from tqdm.auto import tqdm
 
     cfg = validate_config(cfg)
-    cbs = _callbacks(callbacks, stop_after)
+    cbs = CallbackList(callbacks)
     dist = Dist(resolve_device(device))
-    if cfg["train"].get("threads"):
-        torch.set_num_threads(int(cfg["train"]["threads"]))
-    out_dir = Path(out or Path("runs") / cfg["name"])
-    if dist.main and not resume and (out_dir / "last.safetensors").exists():
-        raise FerlabError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    out_dir = Path(out or Path("runs") / cfg.name)
+    load, note = plan_start(out_dir, resume)  # resumable or restartable, wherever a kill landed
     if resume and (out_dir / "config.json").is_file():
         # resuming with other settings would mix two recipes in one checkpoint, silently
         diff = settings_difference(json.loads((out_dir / "config.json").read_text()), cfg)
@@ -134,12 +109,15 @@ def train(cfg: dict[str, Any], *, out: str | Path | None = None, device: str | N
                               f"settings it was started with, or choose another --out")
     run = build_run(cfg, dist, data)
     state = TrainState(cfg, out_dir, main=dist.main)
-    if resume:
+    if load:
         load_state(run, state)
     if dist.main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / "config.json", cfg)
+        clean_run_folder(out_dir)
+        write_json(out_dir / "config.json", cfg.model_dump())
         if progress:
+            if note:
+                print(note)
             _say_start(run)
     cbs.on_train_start(state)
     bar = tqdm(range(state.start_epoch, state.epochs), desc="epochs", disable=not (progress and dist.main),
@@ -166,6 +144,8 @@ def train(cfg: dict[str, Any], *, out: str | Path | None = None, device: str | N
 
 
 def _finish(state: TrainState, summary: dict[str, Any], progress: bool) -> None:
+    if state.history:  # a resumed finished run: the logs of a kill between state and logs catch up
+        write_logs(state.out_dir, state.history)
     write_json(state.out_dir / "summary.json", summary)
     try:
         plot_curves(state.history, state.out_dir / "curves.png")

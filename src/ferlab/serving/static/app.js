@@ -14,6 +14,26 @@ const MAX_CAPTURE_WIDTH = 640; // frames larger than this only cost upload and d
 const JPEG_QUALITY = 0.8;
 
 const $ = (id) => document.getElementById(id);
+
+// The token `ferlab serve` prints in the page's URL (/#token=...) when it listens beyond
+// loopback: the API and the websocket want it. A fragment never reaches the server or its
+// logs; the page keeps the token for this tab (a reload still works) and takes it out of the
+// address bar, so it is not shown on a shared screen.
+const TOKEN = (() => {
+  const fromUrl = new URLSearchParams(location.hash.slice(1)).get("token")
+    || new URLSearchParams(location.search).get("token");
+  if (fromUrl) {
+    try { sessionStorage.setItem("ferlab-token", fromUrl); } catch (e) { /* storage off: URL only */ }
+    if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+    return fromUrl;
+  }
+  try { return sessionStorage.getItem("ferlab-token"); } catch (e) { return null; }
+})();
+
+function apiFetch(url, init = {}) {
+  const headers = { ...(init.headers || {}), ...(TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {}) };
+  return fetch(url, { ...init, headers });
+}
 let classes = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"];
 let limits = { max_upload_mb: 20, max_video_seconds: 120 };
 window.ferlabLast = null;
@@ -330,7 +350,8 @@ async function startLive() {
   $("live-stop").disabled = false;
   $("live-pause").disabled = false;
 
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/live`);
+  const query = TOKEN ? `?token=${encodeURIComponent(TOKEN)}` : "";  // browsers cannot set headers on websockets
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/live${query}`);
   live.ws = ws;
   ws.binaryType = "arraybuffer";
   ws.onopen = () => { setStatus(status, "Connected. Analysing frames…"); sendFrame(); };
@@ -462,7 +483,7 @@ function resetUpload() {
 async function postFile(url, file) {
   const form = new FormData();
   form.append("file", file, file.name);
-  const resp = await fetch(url, { method: "POST", body: form });
+  const resp = await apiFetch(url, { method: "POST", body: form });
   let body = null;
   try { body = await resp.json(); } catch (e) { /* not JSON */ }
   if (!resp.ok) {
@@ -636,7 +657,12 @@ function showTab(name) {
 
 async function loadInfo() {
   try {
-    const [model, health] = await Promise.all([fetch("/api/model").then((r) => r.json()), fetch("/api/health").then((r) => r.json())]);
+    const get = async (url) => {
+      const r = await apiFetch(url);
+      if (r.status === 401) throw new Error("this server needs its token: open the URL `ferlab serve` printed");
+      return r.json();
+    };
+    const [model, health] = await Promise.all([get("/api/model"), get("/api/health")]);
     classes = model.classes;
     limits = health.limits;
     const acc = model.accuracy && (model.accuracy.test ?? model.accuracy.val);

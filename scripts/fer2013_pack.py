@@ -1,14 +1,17 @@
-"""FER2013 packed into one small file, for machines that cannot see the dataset folder.
+"""FER2013 packed into one small file, for the development machines' device calls, which carry
+a size-limited copy of the working tree (64 MiB in all) and cannot see the dataset folder.
 
-Remote GPU machines often receive the project as a size-limited copy of the working tree
-(e.g. 64 MiB in all), and the 35,887 faces are 79 MiB as raw pixels. Generic compressors
+This is maintainer tooling, not part of ferlab: ``scripts/pack_data.py`` packs on the CPU
+machine, and on the GPU machine the same script unpacks the file back into FER2013's own format
+(:func:`unpack`), which every ferlab command reads. The 35,887 faces are 79 MiB as raw pixels. Generic compressors
 barely help (the pixels carry JPEG noise: zlib -4 %, xz -25 % for many minutes of CPU time),
 but the Kaggle layout's files are already small JPEGs: storing them verbatim, with the
 318-byte JFIF header that every file repeats stored once, is lossless with respect to the
 dataset *as distributed* and packs all 35,887 faces into 43.5 MiB (train+PublicTest: 39 MiB).
-Decoding uses the same OpenCV call as :func:`ferlab.data.fer2013.load_fer2013`, and the pack
-records a hash of the pixels decoded on the packing machine, so a decoder that rounds
-differently elsewhere is reported instead of silently changing the data.
+Unpacking writes those files back byte for byte. Decoding uses the same OpenCV call as
+:func:`ferlab.data.fer2013.load_fer2013`, and the pack records a hash of the pixels decoded on
+the packing machine, so a decoder that rounds differently elsewhere is reported instead of
+silently changing the data.
 
 Codecs: ``jpeg`` (folder layout only; smallest), ``xz`` (raw pixels, exact from any source,
 slow to pack), ``raw`` (raw pixels in a zip-deflated ``.npz``; fast, largest).
@@ -28,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..constants import IMAGE_SIZE
-from ..errors import FerlabError
-from .dataset import SPLITS, USAGES, FerData
+from ferlab.constants import CLASS_NAMES, IMAGE_SIZE
+from ferlab.data.dataset import SPLITS, USAGES, FerData
+from ferlab.data.fer2013 import CSV_ORDER
+from ferlab.errors import FerlabError
 
 FORMAT = "ferlab-pack-v1"
 CODECS = ("jpeg", "xz", "raw")
@@ -42,7 +46,7 @@ def pixels_sha1(images: np.ndarray) -> str:
 
 
 def is_packed(path: str | os.PathLike[str]) -> bool:
-    """True for a file written by :func:`pack`; the hook in ``load_fer2013`` asks this first."""
+    """True for a file written by :func:`pack` (a zip archive named .npz)."""
     p = Path(path)
     if not (p.is_file() and p.suffix == ".npz"):
         return False
@@ -131,16 +135,21 @@ def _decode_jpegs(z: np.lib.npyio.NpzFile) -> np.ndarray:
     return out
 
 
-def load_packed(path: str | os.PathLike[str]) -> FerData:
-    """Read a pack back into the same :class:`FerData` that ``load_fer2013`` returns."""
-    path = Path(path)
+def _open(path: Path) -> np.lib.npyio.NpzFile:
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise FerlabError(f"cannot read packed dataset {path}: {exc}") from None
-    with z:
-        if "format" not in z.files or str(z["format"]) != FORMAT:
-            raise FerlabError(f"{path} is not a ferlab dataset pack (expected format {FORMAT})")
+    if "format" not in z.files or str(z["format"]) != FORMAT:
+        z.close()
+        raise FerlabError(f"{path} is not a ferlab dataset pack (expected format {FORMAT})")
+    return z
+
+
+def load_packed(path: str | os.PathLike[str]) -> FerData:
+    """Read a pack back into the same :class:`FerData` that ``load_fer2013`` returns."""
+    path = Path(path)
+    with _open(path) as z:
         codec = str(z["codec"])
         shape = tuple(int(v) for v in z["shape"])
         if codec == "jpeg":
@@ -150,7 +159,7 @@ def load_packed(path: str | os.PathLike[str]) -> FerData:
         elif codec == "raw":
             images = z["pixels"]
         else:
-            raise FerlabError(f"{path} uses unknown codec {codec!r}; this ferlab reads {', '.join(CODECS)}")
+            raise FerlabError(f"{path} uses unknown codec {codec!r}; this script reads {', '.join(CODECS)}")
         want = str(z["pixels_sha1"])
         if pixels_sha1(images) != want:
             warnings.warn(f"{path}: decoded pixels differ from those on the packing machine (another JPEG "
@@ -159,3 +168,35 @@ def load_packed(path: str | os.PathLike[str]) -> FerData:
         names = zlib.decompress(z["names_zlib"].tobytes()).decode().split("\n")
         return FerData(images=images, labels=z["labels"].astype(np.int64), usage=z["usage"].astype(np.int8),
                        names=names, source=str(path))
+
+
+def unpack(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Write a pack back as FER2013 in its own format, for ``--data``; returns that path.
+
+    A ``jpeg`` pack becomes the Kaggle folder layout below ``out``, every file byte for byte as
+    it was packed (names carry the usage: ``PublicTest_*``/``PrivateTest_*``); an ``xz`` or
+    ``raw`` pack becomes ``out/fer2013.csv`` (emotion,pixels,Usage). Either way
+    ``load_fer2013`` of the result gives the pack's faces, labels and usages.
+    """
+    path, out = Path(path), Path(out)
+    with _open(path) as z:
+        codec = str(z["codec"])
+        names = zlib.decompress(z["names_zlib"].tobytes()).decode().split("\n")
+        if codec == "jpeg":
+            bodies, offs = z["jpeg_bodies"], z["jpeg_offsets"]
+            heads, hoffs, hidx = z["jpeg_headers"], z["jpeg_header_offsets"], z["jpeg_header_idx"]
+            for i, name in enumerate(names):
+                target = out / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                k = hidx[i]
+                target.write_bytes(heads[hoffs[k]:hoffs[k + 1]].tobytes() + bodies[offs[i]:offs[i + 1]].tobytes())
+            return out
+    data = load_packed(path)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "fer2013.csv"
+    emotion = [CSV_ORDER.index(CLASS_NAMES[c]) for c in range(len(CLASS_NAMES))]
+    with open(csv_path, "w", encoding="utf-8") as fh:
+        fh.write("emotion,pixels,Usage\n")
+        for img, label, usage in zip(data.images, data.labels, data.usage):
+            fh.write(f"{emotion[int(label)]},{' '.join(map(str, img.ravel().tolist()))},{USAGES[int(usage)]}\n")
+    return csv_path
