@@ -52,6 +52,10 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from ferlab.inference.tracker import iou_matrix  # noqa: E402
+
 SHARED = Path(os.environ.get("FERLAB_SHARED", REPO.parent / "shared"))
 PHOTOS = SHARED / "samples" / "photos"
 CLIP = SHARED / "samples" / "short_hamilton_clip.mp4"
@@ -470,18 +474,6 @@ def clip(boxes: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    ax1, ay1 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
-    bx1, by1 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.clip(np.minimum(ax1[:, None], bx1[None]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(ay1[:, None], by1[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    return inter / np.maximum(union, 1e-9)
-
-
 def match(scene: Scene, boxes: np.ndarray) -> tuple[list[int | None], int]:
     """For each placed face the index of the box that found it (or None), and the false boxes:
     those matched to no face that do not overlap a face the sources hold besides their main one."""
@@ -490,7 +482,7 @@ def match(scene: Scene, boxes: np.ndarray) -> tuple[list[int | None], int]:
     w, h = scene.canvas_size
     gt = clip(np.array([f.box for f in scene.faces]).reshape(-1, 4), w, h)
     det = clip(boxes, w, h)
-    m = iou(gt, det)
+    m = iou_matrix(gt, det)
     found: list[int | None] = [None] * len(gt)
     used = set()
     if m.size:
@@ -504,7 +496,7 @@ def match(scene: Scene, boxes: np.ndarray) -> tuple[list[int | None], int]:
     for c in range(len(det)):
         if c in used:
             continue
-        if len(others) and (iou(det[c:c + 1], others) > 0.2).any():
+        if len(others) and (iou_matrix(det[c:c + 1], others) > 0.2).any():
             continue
         false += 1
     return found, false

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import FerlabError
 from .options import DEFAULTS, DETECTORS
+from .tracker import iou_matrix
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 YUNET_FILE = "face_detection_yunet_2026may.onnx"
@@ -460,7 +461,7 @@ class ScaledDetector:
             return None
         rows = _moved(rows, -left, -top, 1 / f, 1 / f, fx0, fy0)
         cand = square_boxes(row[None, :4].astype(np.float64))
-        overlap = _iou(square_boxes(rows[:, :4].astype(np.float64)), cand)[:, 0]
+        overlap = iou_matrix(square_boxes(rows[:, :4].astype(np.float64)), cand)[:, 0]
         best = int(np.argmax(np.where(overlap >= 0.3, rows[:, 14], -1)))
         return rows[best] if overlap[best] >= 0.3 else None
 
@@ -532,16 +533,6 @@ def _moved(rows: np.ndarray, dx: float, dy: float, sx: float, sy: float, ox: flo
     out[:, 2] *= sx
     out[:, 3] *= sy
     return out
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of (x, y, w, h) boxes."""
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum((a[:, 0] + a[:, 2])[:, None], (b[:, 0] + b[:, 2])[None])
-    y1 = np.minimum((a[:, 1] + a[:, 3])[:, None], (b[:, 1] + b[:, 3])[None])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    return inter / np.maximum((a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter, 1e-9)
 
 
 def merge_passes(faces: np.ndarray, nms_threshold: float = 0.3, parts: bool = True) -> np.ndarray:
