@@ -131,7 +131,7 @@ def scenes(images: np.ndarray, bgs: list[np.ndarray], seed: int) -> list[tuple[n
 
 def run(rec: Any, frames: list[tuple[np.ndarray, list[int], np.ndarray]], labels: np.ndarray,
         direct_pred: np.ndarray) -> dict[str, Any]:
-    from ferlab.preprocessing import crop_faces
+    from ferlab.inference.preprocess import crop_faces
 
     found = correct = correct_found = false = placed = direct_correct = direct_found = truebox_found = 0
     sides: list[tuple[float, bool]] = []
@@ -192,7 +192,7 @@ def alignment_check(model: str, frames: list[tuple[np.ndarray, list[int], np.nda
     cropped from the frame rotated about the box centre by the eye line's angle."""
     from ferlab.inference import Recognizer
     from ferlab.inference.detector import YuNetDetector, square_boxes
-    from ferlab.preprocessing import crop_face
+    from ferlab.inference.preprocess import crop_face
 
     rec, det = Recognizer.from_pretrained(model), YuNetDetector()
     plain = aligned = n = 0
@@ -265,10 +265,10 @@ def main() -> int:
     ap.add_argument("--backgrounds", default=None, help="write the backgrounds as PNGs to this folder")
     args = ap.parse_args()
 
-    from ferlab.data import resolve_data
-    from ferlab.evaluation.predict import predict_probs
+    from ferlab.research.data import resolve_data
+    from ferlab.research.evaluation.predict import predict_probs
     from ferlab.inference import Recognizer
-    from ferlab.models import load_checkpoint
+    from ferlab.research.nets import load_checkpoint
     from ferlab.models.hub import default_model, resolve_model
 
     args.model = args.model or default_model().name

@@ -15,6 +15,11 @@
    defaults and with the previous detection policy (one pass at up to 1920 px): frames with
    the face tracked and the ids it gets; then JSONL-only fps and faces/frame of both policies
    side by side, same run, on the 640x480 videos with 4 and 1 faces and on the close-up.
+5. models side by side (``--models a,b``; ``--skip`` name ``models``): each model as users run it
+   (``Recognizer.from_pretrained(name)``, default options): ms per face through ``classify_crops``
+   (batch 1 and 4, FER2013 faces) and JSONL-only fps and faces/frame on the 640x480 4-face video,
+   the models interleaved so they see the same machine. The transfer-learning runs are compared
+   with the shipped models here.
 
 Every timing is the best of a few repeats (wall clock), and the CPU time of the process is
 printed beside it: on a shared machine the wall clock includes time other processes took, the
@@ -407,10 +412,14 @@ def bench_scale_video(ckpt: Path | None, videos: dict[int, Path], frames: int, r
         ids = sorted({i for t in tracked for i in t})
         with_face = sum(1 for t in tracked if t)
         extra = sum(1 for t in tracked if len(t) > 1)
+        main = max(ids, key=lambda i: sum(i in t for t in tracked)) if ids else None
+        with_main = sum(1 for t in tracked if main in t)
         rows.append({"section": "closeup", "policy": label, "frames": len(per), "frames_tracked": with_face,
-                     "ids": ids, "frames_with_more_than_one": extra, "wall_s": wall})
+                     "frames_with_main_id": with_main, "ids": ids, "frames_with_more_than_one": extra,
+                     "wall_s": wall})
         print(f"  close-up 1920x1080 | {label:<44} face tracked in {with_face}/{len(per)} frames "
-              f"({with_face / max(1, len(per)) * 100:.1f}%), ids {ids}, frames with a second face {extra} | "
+              f"({with_face / max(1, len(per)) * 100:.1f}%), with one id ({main}) in {with_main} "
+              f"({with_main / max(1, len(per)) * 100:.1f}%); ids {ids}, frames with a second face {extra} | "
               f"`ferlab video {' '.join(_flags(opts)) or '(defaults)'}` {wall:.1f} s", flush=True)
     recs = {label: Recognizer.from_pretrained(ckpt, threads=threads, **opts) for label, opts in policies.items()}
     for name, video, n_frames in (("640x480, 4 faces", videos[4], frames), ("640x480, 1 face", videos[1], frames),
@@ -433,6 +442,36 @@ def bench_scale_video(ckpt: Path | None, videos: dict[int, Path], frames: int, r
                      f"{r['faces_per_frame']:.2f} faces/frame) |")
         first, second = list(best.values())
         print(line + f" default/previous {first['fps'] / second['fps']:.2f}x", flush=True)
+
+
+def bench_models(names: list[str], video: Path, frames: int, rows: list[dict[str, Any]], threads: int | None,
+                 work: Path, repeats: int) -> None:
+    from ferlab.inference import Recognizer
+    from ferlab.inference.sinks import JsonlSink
+
+    faces = calibration_faces(4, seed=2, split="test", prefix="PublicTest_", balanced=False)
+    if faces is None:  # no FER2013 here: any 48x48 gray faces time the same
+        faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    recs = {n: Recognizer.from_pretrained(n, threads=threads) for n in names}
+    best: dict[str, dict[str, float]] = {}
+    for name, rec in recs.items():
+        for bs in (1, 4):
+            wall, cpu = timeit(lambda: rec.classify_crops(faces[:bs]), 50, repeats=3)
+            best.setdefault(name, {})[f"ms_per_face_b{bs}"] = wall / bs
+    for _ in range(repeats):  # interleaved
+        for name, rec in recs.items():
+            t, c = time.perf_counter(), time.process_time()
+            summary = rec.stream(video, max_frames=frames, sinks=[JsonlSink(work / "out.jsonl")]).run(
+                handle_sigint=False)
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+            if summary.frames / wall > best[name].get("fps", 0.0):
+                best[name].update(fps=summary.frames / wall, cpu_ms_per_frame=cpu / summary.frames * 1000,
+                                  faces_per_frame=summary.faces / summary.frames)
+    for name, r in best.items():
+        rows.append({"model": name, **r})
+        print(f"  {name:<22} {r['ms_per_face_b1']:6.2f} ms/face (batch 1), {r['ms_per_face_b4']:6.2f} (batch 4) | "
+              f"640x480 4 faces, JSONL only: {r['fps']:5.1f} fps (cpu {r['cpu_ms_per_frame']:5.1f} ms/frame, "
+              f"{r['faces_per_frame']:.2f} faces/frame)", flush=True)
 
 
 LIVE = "live view"  # annotated, not saved, no read-ahead: `ferlab live` minus cv2.imshow
@@ -496,6 +535,8 @@ def main() -> int:
     ap.add_argument("--no-resnet", action="store_true", help="skip ResNet-18")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: classifier,detector,pipeline,outputs,"
                                                 "scale")
+    ap.add_argument("--models", default="", help="section 5: comma list of models to compare (default: the "
+                                                  "models in the box)")
     ap.add_argument("--json", default=None, help="write all numbers here")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for OpenCV, torch and ONNX Runtime (default: library defaults = all cores); "
@@ -505,8 +546,8 @@ def main() -> int:
 
     import torch
 
-    from ferlab.models import create, load_checkpoint, save_checkpoint
-    from ferlab.models.checkpoint import Checkpoint
+    from ferlab.research.nets import create, load_checkpoint, save_checkpoint
+    from ferlab.research.nets.checkpoint import Checkpoint
 
     skip = set(filter(None, args.skip.split(",")))
     user_model = args.model  # section 4 runs `ferlab video` as users do: the default model unless given
@@ -538,7 +579,7 @@ def main() -> int:
         int8 = bench_classifier(models, work, results["classifier"], args.threads)
 
     videos: dict[int, Path] = {}
-    if not {"detector", "pipeline", "outputs", "scale"} <= skip:
+    if not {"detector", "pipeline", "outputs", "scale", "models"} <= skip:
         clip = SHARED / "samples" / "short_hamilton_clip.mp4"
         frames, centres = face_track(clip)
         videos = {k: build_video(frames, centres, k, work / f"faces{k}.avi", max(args.frames, 150)) for k in (1, 2, 4)}
@@ -576,6 +617,14 @@ def main() -> int:
         results["scale"] = []
         ckpt = resolve_model(user_model) if user_model else None
         bench_scale_video(ckpt, videos, max(args.frames, 150), results["scale"], args.threads, work, args.repeats)
+    if "models" not in skip:
+        from ferlab.models.hub import shipped_models
+
+        names = [n for n in args.models.split(",") if n] or [m.name for m in shipped_models()]
+        print(f"\n5. models side by side: ms per face and 640x480 4-face fps (JSONL only, {max(args.frames, 150)} "
+              f"frames, best of {args.repeats})", flush=True)
+        results["models"] = []
+        bench_models(names, videos[4], max(args.frames, 150), results["models"], args.threads, work, args.repeats)
     results["load_end"] = load()
     print(f"\nload average at the end: {load()}", flush=True)
     if args.json:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_train.py                     # CPU: resnet18 (thesis) and fernet
     python3 benchmarks/bench_train.py --device cuda --compile      # GPU: eager and torch.compile
 
-One step is the trainer's own :func:`ferlab.training.engine.train_step` (on-device augmentation:
+One step is the trainer's own :func:`ferlab.research.training.engine.train_step` (on-device augmentation:
 flip, rotation, translation, erasing; normalisation, forward, Eq. 15 loss, backward, gradient
 clipping, optimizer step), with the loss and optimizer from the trainer's factories and the
 thesis config. On CUDA it uses the trainer's settings: bf16 autocast and channels_last
@@ -28,11 +28,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from ferlab.config import make_config  # noqa: E402
-from ferlab.device import resolve_device  # noqa: E402
-from ferlab.models import create_from_config  # noqa: E402
-from ferlab.training.engine import set_backbone_frozen, set_train_mode, train_step  # noqa: E402
-from ferlab.training.factory import create_criterion, create_optimizer  # noqa: E402
+from ferlab.research.config import make_config  # noqa: E402
+from ferlab.research.device import resolve_device  # noqa: E402
+from ferlab.research.nets import create_from_config  # noqa: E402
+from ferlab.research.training.engine import set_backbone_frozen, set_train_mode, train_step  # noqa: E402
+from ferlab.research.training.factory import create_criterion, create_optimizer  # noqa: E402
 
 MODELS: dict[str, tuple[dict[str, Any], int]] = {
     "resnet18-thesis": ({"name": "resnet18", "pretrained": "none", "head": [256], "dropout": [0.5, 0.25],

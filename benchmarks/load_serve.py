@@ -81,7 +81,7 @@ def default_model(tmp: Path) -> str:
         return ""
     import torch
 
-    from ferlab.models import create_from_config, save_checkpoint
+    from ferlab.research.nets import create_from_config, save_checkpoint
 
     torch.manual_seed(0)
     model = create_from_config(dict(TINY_MODEL_CFG)).eval()

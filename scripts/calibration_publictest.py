@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/calibration_publictest.py [--data ../shared/data/fer2013] [MODEL ...]
 
-ECE against FER2013's labels (15 bins, ``ferlab.evaluation.calibration``) of each shipped FER2013
+ECE against FER2013's labels (15 bins, ``ferlab.research.evaluation.calibration``) of each shipped FER2013
 model, without and with flip TTA, for three temperatures: none (T = 1, what ``ferlab evaluate``
 reports as ECE), T fitted to FER+'s vote distribution (what the shipped ``calibration`` uses for
 ``uncertain``) and T fitted to FER2013's labels. A temperature fitted and scored on the same
@@ -23,11 +23,11 @@ sys.path.insert(0, str(REPO / "src"))
 
 import numpy as np  # noqa: E402
 
-from ferlab.data import load_ferplus, resolve_data, split_votes  # noqa: E402
-from ferlab.evaluation.calibration import calibration_metrics  # noqa: E402
-from ferlab.evaluation.predict import predict_logits  # noqa: E402
-from ferlab.evaluation.uncertainty import calibrated_probs, fit_temperature  # noqa: E402
-from ferlab.models import load_checkpoint  # noqa: E402
+from ferlab.research.data import load_ferplus, resolve_data, split_votes  # noqa: E402
+from ferlab.research.evaluation.calibration import calibration_metrics  # noqa: E402
+from ferlab.research.evaluation.predict import predict_logits  # noqa: E402
+from ferlab.research.evaluation.uncertainty import calibrated_probs, fit_temperature  # noqa: E402
+from ferlab.research.nets import load_checkpoint  # noqa: E402
 from ferlab.models.hub import fer2013_models, resolve_model  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:

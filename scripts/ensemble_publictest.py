@@ -20,8 +20,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 import numpy as np  # noqa: E402
 
-from ferlab.data import resolve_data  # noqa: E402
-from ferlab.training.teachers import teacher_probs  # noqa: E402
+from ferlab.research.data import resolve_data  # noqa: E402
+from ferlab.research.training.teachers import teacher_probs  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@
 A model in the box is one ONNX file (the weights, stored once) and its sidecar, a copy of the zoo
 checkpoint's with ``zoo_name`` added. The ONNX file is exported without constant folding, so every
 tensor of the state dict keeps its name and PyTorch reads the same file back
-(ferlab.models.checkpoint.state_dict_from_onnx); float weights that float16 holds exactly (all of
+(ferlab.research.nets.checkpoint.state_dict_from_onnx); float weights that float16 holds exactly (all of
 them for a checkpoint stored in float16) are stored as float16, each followed by a Cast to
 float32 that ONNX Runtime folds at load time, so it computes in float32 on exactly the
 checkpoint's values at half the size. The file records the SHA-256 of the checkpoint it was
@@ -96,7 +96,7 @@ def export(box_name: str, zoo_name: str) -> Path:
 
     from ferlab.fileio import write_json
     from ferlab.inference.onnx_format import export_bytes
-    from ferlab.models.checkpoint import load_checkpoint
+    from ferlab.research.nets.checkpoint import load_checkpoint
 
     source = ZOO / f"{zoo_name}.safetensors"
     ckpt = load_checkpoint(source)

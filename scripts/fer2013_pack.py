@@ -9,7 +9,7 @@ but the Kaggle layout's files are already small JPEGs: storing them verbatim, wi
 318-byte JFIF header that every file repeats stored once, is lossless with respect to the
 dataset *as distributed* and packs all 35,887 faces into 43.5 MiB (train+PublicTest: 39 MiB).
 Unpacking writes those files back byte for byte. Decoding uses the same OpenCV call as
-:func:`ferlab.data.fer2013.load_fer2013`, and the pack records a hash of the pixels decoded on
+:func:`ferlab.research.data.fer2013.load_fer2013`, and the pack records a hash of the pixels decoded on
 the packing machine, so a decoder that rounds differently elsewhere is reported instead of
 silently changing the data.
 
@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from ferlab.constants import CLASS_NAMES, IMAGE_SIZE
-from ferlab.data.dataset import SPLITS, USAGES, FerData
-from ferlab.data.fer2013 import CSV_ORDER
+from ferlab.research.data.dataset import SPLITS, USAGES, FerData
+from ferlab.research.data.fer2013 import CSV_ORDER
 from ferlab.errors import FerlabError
 
 FORMAT = "ferlab-pack-v1"

@@ -19,7 +19,7 @@ import json, shutil, sys
 from pathlib import Path
 run, out = Path(sys.argv[1]), Path(sys.argv[2])
 sys.path.insert(0, "src")
-from ferlab.models import load_checkpoint, save_checkpoint
+from ferlab.research.nets import load_checkpoint, save_checkpoint
 ck = load_checkpoint(run / "best.safetensors")
 save_checkpoint(out / "resnet18.safetensors", ck.model, ck.meta, half=True)
 for f in ("metrics.csv", "config.json", "curves.png"):

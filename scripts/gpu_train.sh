@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the thesis configuration (section 6 = Exp. 9, src/ferlab/experiments/configs/exp09_erasing_0.3.yaml,
+# Train the thesis configuration (section 6 = Exp. 9, src/ferlab/research/experiments/configs/exp09_erasing_0.3.yaml,
 # identical to configs/thesis.yaml) on ONE GPU inside ONE device call, and return checkpoint,
 # logs and metrics in $OUT. Runs through `ferlab experiments run`, so the run is selected on
 # PublicTest and evaluated on PrivateTest / test-all on the GPU machine, exactly as the suite does.

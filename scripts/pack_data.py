@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from fer2013_pack import CODECS, load_packed, pack, unpack  # noqa: E402 - beside this script
-from ferlab.data import FerData, load_fer2013  # noqa: E402
+from ferlab.research.data import FerData, load_fer2013  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "fer2013"
 

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/recalibration_publictest.py [--data ../shared/data/fer2013] [MODEL ...]
 
 For each model, without and with flip TTA: accuracy, ECE and NLL against FER2013's labels on
-held-out halves of PublicTest (``ferlab.evaluation.recalibration.cross_fitted``: the map is
+held-out halves of PublicTest (``ferlab.research.evaluation.recalibration.cross_fitted``: the map is
 fitted on one random half and scored on the other, both ways, 10 seeds), without and with
 vector scaling. ``ferlab calibrate --method vector`` prints the same estimate for one model; this table is
 what chose the model it was run on. PrivateTest is never read.
@@ -18,10 +18,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from ferlab.data import resolve_data  # noqa: E402
-from ferlab.evaluation.predict import predict_logits  # noqa: E402
-from ferlab.evaluation.recalibration import cross_fitted  # noqa: E402
-from ferlab.models import load_checkpoint  # noqa: E402
+from ferlab.research.data import resolve_data  # noqa: E402
+from ferlab.research.evaluation.predict import predict_logits  # noqa: E402
+from ferlab.research.evaluation.recalibration import cross_fitted  # noqa: E402
+from ferlab.research.nets import load_checkpoint  # noqa: E402
 from ferlab.models.hub import fer2013_models, resolve_model  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:

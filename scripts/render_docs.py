@@ -366,6 +366,37 @@ def zoo_index(a: Artefacts) -> str:
                                   "PrivateTest", "FER+ majority (PrivateTest)", "in the box as")))
 
 
+TRANSFER_NETS = ("mobilenet_v2", "efficientnet_lite0")
+BENCH_REAL_TRANSFER = REPO / "benchmarks" / "results-real-photos-transfer.json"
+BENCH_SPEED = REPO / "benchmarks" / "results-video-scale.json"
+
+
+def _bench_rows(path: Path, key: str) -> dict[str, dict]:
+    if not path.is_file():
+        return {}
+    return {r["model"]: r for r in json.loads(path.read_text()).get(key, []) if "model" in r}
+
+
+def zoo_transfer(a: Artefacts) -> str:
+    """Pretrained vs scratch: the transfer-learning runs beside the default model, one line each,
+    from their sidecars and the two benchmarks that measured them in one run each."""
+    real, speed = _bench_rows(BENCH_REAL_TRANSFER, "models"), _bench_rows(BENCH_SPEED, "models")
+    box = sorted(a.box, key=lambda b: b.name != DEFAULT_MODEL)
+    rows = []
+    for m in box + [z for z in a.zoo if z.arch in TRANSFER_NETS]:
+        mod = m.meta.get("model", {})
+        bench_name = m.name
+        r, v = real.get(bench_name, {}), speed.get(bench_name, {})
+        rows.append((f"`{bench_name}`" + (" (box, default)" if m.name == DEFAULT_MODEL else " (box)" if m in box else ""),
+                     f"`{m.arch}` {mod.get('input_size', 48)} px", _start(m),
+                     str(m.meta.get("config", {}).get("train", {}).get("epochs", "—")),
+                     acc_ci(m, "val"), acc_ci(m, "test"), acc_ci(m, "test-all"), ferplus_ci(m),
+                     pct(r.get("accuracy"), 1), f"{v['ms_per_face_b1']:.2f}" if v else "—",
+                     f"{v['fps']:.0f}" if v else "—"))
+    return "\n".join(table(rows, ("model", "network, input", "starts from", "epochs", "PublicTest", "PrivateTest",
+                                  "all 7,178", "FER+ majority", "real photos", "ms/face", "4-face fps")))
+
+
 def zoo_model(a: Artefacts, name: str) -> str:
     m = next((z for z in a.zoo if z.name == name), None)
     if m is None:
@@ -438,8 +469,11 @@ def blocks_for(path: Path, a: Artefacts) -> dict[str, Callable[[], str]]:
                 "card-failures": lambda: SHORT_NOTE + card_failures(a)}
     if path == ZOO_README:
         names = {mt.group("name") for mt in BLOCK.finditer(path.read_text())} | {m.name for m in a.zoo}
-        out: dict[str, Callable[[], str]] = {"index": lambda: NOTE.format(src="zoo/*.json") + zoo_index(a)}
-        for name in sorted(names - {"index"}):
+        out: dict[str, Callable[[], str]] = {
+            "index": lambda: NOTE.format(src="zoo/*.json") + zoo_index(a),
+            "transfer": lambda: NOTE.format(src="zoo/*.json, benchmarks/results-real-photos-transfer.json and "
+                                                "benchmarks/results-video-scale.json") + zoo_transfer(a)}
+        for name in sorted(names - {"index", "transfer"}):
             out[name] = (lambda n=name: NOTE.format(src=f"zoo/{n}.json") + zoo_model(a, n))
         return out
     raise KeyError(path)

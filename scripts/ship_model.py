@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from ferlab.fileio import sha256_file, write_json  # noqa: E402
-from ferlab.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from ferlab.research.nets.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 
 ZOO = REPO / "zoo"
 

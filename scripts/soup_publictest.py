@@ -37,14 +37,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ferlab.data import resolve_data  # noqa: E402
-from ferlab.data.dataset import FerSplit  # noqa: E402
+from ferlab.research.data import resolve_data  # noqa: E402
+from ferlab.research.data.dataset import FerSplit  # noqa: E402
 from ferlab.errors import FerlabError  # noqa: E402
-from ferlab.evaluation.predict import predict_logits  # noqa: E402
-from ferlab.models import load_checkpoint  # noqa: E402
-from ferlab.models.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
+from ferlab.research.evaluation.predict import predict_logits  # noqa: E402
+from ferlab.research.nets import load_checkpoint  # noqa: E402
+from ferlab.research.nets.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from ferlab.models.hub import resolve_model, shipped_models  # noqa: E402
-from ferlab.preprocessing import normalise  # noqa: E402
+from ferlab.inference.preprocess import normalise  # noqa: E402
 
 DEFAULT_TARGETS = "ferplus-smoothing"
 

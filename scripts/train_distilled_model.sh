@@ -2,7 +2,7 @@
 # Issue 12: distil the config's teachers (fernet_votesmooth + resnet18) into the compact model.
 # Two values of one setting train side by side, one thread each (about 60-70 min on 2 cores);
 # the run with the higher PublicTest accuracy (val_acc, the selection metric) is then evaluated
-# on PrivateTest. The teachers' outputs are computed once first and cached (training/teachers.py).
+# on PrivateTest. The teachers' outputs are computed once first and cached (src/ferlab/research/training/teachers.py).
 #   bash scripts/train_distilled_model.sh [OUT=runs/distill] [CONFIG=configs/fernet_distill.yaml] \
 #        [KEY=teacher_weight] [A=0.5] [B=0.8]
 #   bash scripts/train_distilled_model.sh runs/distill2 configs/fernet_distill2.yaml scale "[1.0,1.0]" "[0.9,1.1]"
@@ -21,9 +21,9 @@ mkdir -p "$OUT"
 echo "$(date -u +%T) teachers"
 "$PY" - "$DATA" "$CONFIG" <<'PY'
 import sys
-from ferlab.config import make_config
-from ferlab.data import resolve_data
-from ferlab.training.teachers import teacher_probs
+from ferlab.research.config import make_config
+from ferlab.research.data import resolve_data
+from ferlab.research.training.teachers import teacher_probs
 t = make_config(sys.argv[2]).train
 teacher_probs(t.teachers, resolve_data(sys.argv[1]).split("train"), tta=t.teacher_tta)
 PY

@@ -6,7 +6,7 @@
 #   bash scripts/train_transfer.sh CONFIG [NAME] [DATA=../shared/data/fer2013]
 #   e.g. bash scripts/train_transfer.sh configs/mobilenet_v2.yaml mobilenet_v2_64
 # A run stopped part-way (a kill, the end of a working session) is resumed by the same command.
-# The ImageNet weights must be there first: python -m ferlab.models.mobilenet_v2 (see its docstring).
+# The ImageNet weights must be there first: python -m ferlab.research.nets.mobilenet_v2 (see its docstring).
 #   SKIP_TRAIN=1 bash scripts/train_transfer.sh ...   # measure a run that has ended
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,9 @@ if [[ -z "${SKIP_TRAIN:-}" ]]; then
 fi
 best=$(python3 -c "import json; print(json.load(open('$run/best.json'))['epoch'])")
 epochs=$(python3 -c "import json; print(json.load(open('$run/config.json'))['train']['epochs'])")
+init=$(python3 -c "import json; p=json.load(open('$run/config.json'))['model'].get('pretrained') or 'none'; print('trained from random weights' if p == 'none' else 'fine-tuned from ImageNet')")
 secs=$(python3 -c "import json; s=json.load(open('$run/summary.json')); print(round(s['train_seconds']))")
 "$PY" scripts/ship_model.py --checkpoint "$run/best.safetensors" --name "$NAME" --half \
-  --note "fine-tuned from ImageNet on CPU with $CONFIG: bash scripts/train_transfer.sh $CONFIG $NAME; $epochs epochs, $secs s; selected on PublicTest (epoch $best)"
+  --note "$init on CPU with $CONFIG: bash scripts/train_transfer.sh $CONFIG $NAME; $epochs epochs, $secs s; selected on PublicTest (epoch $best)"
 bash scripts/evaluate_shipped.sh "$DATA" "$NAME"
+cp "$run/metrics.jsonl" "benchmarks/results-transfer-$NAME.jsonl"  # the per-epoch record beside the zoo entry

@@ -32,7 +32,7 @@ def fer_root() -> Path:
 @pytest.fixture(scope="session")
 def fer_data(fer_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """The whole FER2013 decoded once per test session (cache in the user cache dir)."""
-    from ferlab.data import load_fer2013
+    from ferlab.research.data import load_fer2013
 
     return load_fer2013(fer_root)
 
@@ -57,7 +57,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small random-weight model saved as a real checkpoint (safetensors + JSON sidecar)."""
     import torch
 
-    from ferlab.models import create_from_config, save_checkpoint
+    from ferlab.research.nets import create_from_config, save_checkpoint
 
     torch.manual_seed(0)
     model = create_from_config(dict(TINY_MODEL_CFG)).eval()

@@ -188,7 +188,7 @@ if hold:
                 time.sleep(600)
         return real(src, dst, *a, **kw)
     os.replace = replace
-from ferlab.training.trainer import train
+from ferlab.research.training.trainer import train
 cfg = json.loads(open(sys.argv[1]).read())
 train(cfg, out=sys.argv[2], device="cpu", progress=False, resume=sys.argv[3] == "1")
 print("DONE", flush=True)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from ferlab.config import make_config, parse_override, validate_config
-from ferlab.config_schema import MODEL_DEFAULTS, Config
+from ferlab.research.config import make_config, parse_override, validate_config
+from ferlab.research.config_schema import MODEL_DEFAULTS, Config
 from ferlab.errors import FerlabError
-from ferlab.experiments.runner import CONFIGS_DIR
+from ferlab.research.experiments.runner import CONFIGS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,7 +147,7 @@ def test_model_options_are_checked_against_the_architecture_at_load() -> None:
     """Each architecture has its own options (e.g. ``model.stem_stride`` for EfficientNet-Lite0):
     the config asks the model factory's builder for ``model.name`` which options it takes, so an
     option the model does not take fails when the config is made, not when training starts."""
-    from ferlab.models import create_from_config
+    from ferlab.research.nets import create_from_config
 
     cfg = make_config(overrides=["model.name=efficientnet_lite0", "model.pretrained=none", "model.stem_stride=2"])
     assert create_from_config(cfg.model).backbone._conv_stem.stride == (2, 2)
@@ -237,9 +237,9 @@ def test_choices_are_exactly_what_the_trainer_implements() -> None:
     nothing else is offered): ``onecycle`` was once advertised and failed at the first batch."""
     import torch
 
-    from ferlab.config_schema import OPTIMIZERS, SCHEDULERS
-    from ferlab.training import factory
-    from ferlab.training.schedule import LR_KINDS, lr_at
+    from ferlab.research.config_schema import OPTIMIZERS, SCHEDULERS
+    from ferlab.research.training import factory
+    from ferlab.research.training.schedule import LR_KINDS, lr_at
 
     assert set(OPTIMIZERS) == set(factory.OPTIMIZERS)
     assert set(SCHEDULERS) == set(LR_KINDS)
@@ -258,7 +258,7 @@ def test_choices_are_exactly_what_the_trainer_implements() -> None:
 def test_settings_difference_names_the_first_setting_that_changes_a_run() -> None:
     """What ``--resume`` and the experiments suite compare: every setting but where the data lies
     and how many threads read it; a nested or missing key is named by its dotted path."""
-    from ferlab.config import run_settings, settings_difference
+    from ferlab.research.config import run_settings, settings_difference
 
     base = make_config(overrides=["model.name=fernet"])
     moved = make_config(overrides=["model.name=fernet", "data.root=/elsewhere", "train.threads=1"])

@@ -36,12 +36,12 @@ def test_box_models_were_made_from_their_zoo_checkpoints() -> None:
 @pytest.mark.parametrize("name", _shipped())
 def test_box_model_computes_what_its_checkpoint_computes(name: str, fer_data) -> None:
     """ONNX Runtime on the box's file = PyTorch on the zoo checkpoint = PyTorch on the box's file."""
-    from ferlab.evaluation.predict import predict_probs
+    from ferlab.research.evaluation.predict import predict_probs
     from ferlab.inference.backends import OnnxBackend
     from ferlab.probabilities import softmax
-    from ferlab.models.checkpoint import load_checkpoint
+    from ferlab.research.nets.checkpoint import load_checkpoint
     from ferlab.models.hub import resolve_model, shipped_models
-    from ferlab.preprocessing import faces_to_input
+    from ferlab.inference.preprocess import faces_to_input
 
     box = resolve_model(name)
     zoo = REPO / "zoo" / f"{next(m for m in shipped_models() if m.name == name).meta['zoo_name']}.safetensors"

@@ -12,11 +12,11 @@ import pytest
 
 from ferlab.cli import main
 from ferlab.constants import CLASS_NAMES, MEAN, STD
-from ferlab.data import FerSplit, class_weights, load_fer2013
-from ferlab.data import fer2013 as fermod
-from ferlab.data.check import check_dataset
-from ferlab.data.dataset import FerData
-from ferlab.data.fer2013 import CSV_ORDER
+from ferlab.research.data import FerSplit, class_weights, load_fer2013
+from ferlab.research.data import fer2013 as fermod
+from ferlab.research.data.check import check_dataset
+from ferlab.research.data.dataset import FerData
+from ferlab.research.data.fer2013 import CSV_ORDER
 from ferlab.errors import FerlabError
 
 # Deliberately unequal so that stratification and class order mistakes show.
@@ -455,7 +455,7 @@ def _kaggle_votes(path: Path, recs: list, wrong: int = 3, skip: int = 0) -> Path
     """votes_by_kaggle_file.csv for the fake folder copy: every face's majority is its own label,
     except the first ``wrong`` of each usage (voted 'fear' by six, or 'surprise' for fear faces);
     the last ``skip`` files are left out and one Training file has no FER+ image."""
-    from ferlab.data.ferplus import VOTE_COLUMNS
+    from ferlab.research.data.ferplus import VOTE_COLUMNS
 
     col = {"angry": "anger", "happy": "happiness", "sad": "sadness"}
     lines = ["kaggle_file,usage,ferplus_csv_row,status," + ",".join(VOTE_COLUMNS)]
@@ -547,7 +547,7 @@ def test_real_check_reports_ferplus_readme_agreement(fer_data: FerData, ferplus_
 def test_data_root_is_argument_then_environment_then_default(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """One rule for every command: --data, else $FERLAB_DATA, else the config's data.root."""
-    from ferlab.data import resolve_root
+    from ferlab.research.data import resolve_root
 
     monkeypatch.setenv("FERLAB_DATA", str(tmp_path / "env"))
     assert resolve_root(tmp_path / "arg", default="cfg") == str(tmp_path / "arg")
@@ -560,7 +560,7 @@ def test_data_root_is_argument_then_environment_then_default(tmp_path: Path,
 
 def test_resolve_data_takes_loaded_data_or_a_path(fake: tuple[Path, list], monkeypatch: pytest.MonkeyPatch,
                                                   tmp_path: Path) -> None:
-    from ferlab.data import resolve_data
+    from ferlab.research.data import resolve_data
 
     root, _ = fake
     monkeypatch.setenv("FERLAB_CACHE", str(tmp_path / "cache"))

@@ -81,6 +81,26 @@ def test_face_filling_90_percent_of_the_frame(samples_dir: Path, frame: tuple[in
         assert len(previous.detect(out, to_gray(out))) == 0
 
 
+@pytest.mark.parametrize("photo,size", [("obama.jpg", 48), ("biden.jpg", 96)])
+def test_face_cut_by_the_frame_edge(samples_dir: Path, photo: str, size: int) -> None:
+    """A face with 35% of it beyond the left edge of a 1920x1080 frame (someone walking into
+    the picture): small faces there are candidates that the second look must confirm."""
+    img = load_image(samples_dir / "photos" / photo)
+    s = size / _face_box(img)[2]
+    box = _face_box(img) * s
+    small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    frame = cv2.resize(_temple(), (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    x0, y0 = int(round(-box[0] - 0.35 * size)), int(round(540 - box[1] - size / 2))
+    sx, sy = -x0, max(0, -y0)
+    h, w = min(small.shape[0] - sy, 1080 - max(0, y0)), min(small.shape[1] - sx, 1920)
+    frame[max(0, y0):max(0, y0) + h, :w] = small[sy:sy + h, sx:sx + w]
+    boxes = make_detector().detect(frame, to_gray(frame)).astype(np.float64)
+    assert len(boxes) == 1
+    right = boxes[0, 0] + boxes[0, 2]
+    clipped = [0.0, boxes[0, 1], right, boxes[0, 3]]
+    assert _iou(clipped, [0.0, 540 - size / 2, 0.65 * size, size]) > 0.5
+
+
 @pytest.mark.parametrize("size", [(640, 480), (4000, 3000)])
 def test_background_gives_no_face(size: tuple[int, int]) -> None:
     """A real face-free photo (the temple) at a webcam's and a phone's size, and a flat grey frame."""
@@ -161,3 +181,55 @@ def test_detection_flags_parse(capsys: pytest.CaptureFixture[str]) -> None:
     assert (opts.detect_side, opts.min_face) == (960, 24)
     args = build_parser().parse_args(["video", "x.mp4", "--detect-side", "0", "--min-face", "0"])
     assert (from_args(args).detect_side, from_args(args).min_face) == (None, None)
+
+
+def _scripted_policy(monkeypatch: pytest.MonkeyPatch, rows: np.ndarray, confirms: bool) -> tuple[ScaledDetector, list[int]]:
+    """The default policy with YuNet's passes replaced by fixed rows and the second look by a
+    counter that confirms (or rejects) every candidate: what the stream memory changes."""
+    det = make_detector()
+    looks: list[int] = []
+    monkeypatch.setattr(det, "_rows", lambda bgr, p: rows.copy())
+    monkeypatch.setattr(det, "plan", lambda shape: [DetectionPass(1.0)])
+
+    def look(bgr: np.ndarray, row: np.ndarray) -> np.ndarray | None:
+        looks.append(1)
+        return row.copy() if confirms else None
+
+    monkeypatch.setattr(det, "_second_look", look)
+    return det, looks
+
+
+def _row(x: float, y: float, side: float, score: float) -> np.ndarray:
+    r = np.zeros(15, np.float32)
+    r[:4], r[14] = (x, y, side, side), score
+    return r
+
+
+def test_stream_memory_skips_a_rejected_candidate_then_rechecks_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferlab.inference.detector import RECHECK_SECONDS, StreamMemory
+
+    frame = np.zeros((480, 640, 3), np.uint8)
+    det, looks = _scripted_policy(monkeypatch, np.stack([_row(100, 100, 40, 0.5), _row(300, 100, 60, 0.95)]),
+                                  confirms=False)
+    memory = StreamMemory()
+    times = [RECHECK_SECONDS * (k / 10) for k in range(1, 10)] + [RECHECK_SECONDS * 1.05]
+    for t in times:  # nine frames inside the first period, one in the second
+        memory.next_round(np.zeros((0, 4)), t)
+        boxes = det.detect(frame, frame[..., 0], memory)
+        assert len(boxes) == 1  # the sure face only
+    assert len(looks) == 2  # looked at in the first frame and again in the next period
+    assert len(det.detect(frame, frame[..., 0])) == 1 and len(looks) == 3  # no memory: a look every frame
+
+
+def test_stream_memory_keeps_a_followed_face_without_a_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A face the tracker follows whose score dips below YuNet's threshold stays a face."""
+    from ferlab.inference.detector import StreamMemory
+
+    frame = np.zeros((480, 640, 3), np.uint8)
+    det, looks = _scripted_policy(monkeypatch, _row(100, 100, 40, 0.5)[None], confirms=False)
+    memory = StreamMemory()
+    memory.next_round(np.array([[102, 98, 40, 40]], np.float64), 0.0)
+    assert len(det.detect(frame, frame[..., 0], memory)) == 1 and not looks
+    memory.reset()  # a scene cut: nothing is followed any more
+    memory.next_round(np.zeros((0, 4)), 0.0)
+    assert len(det.detect(frame, frame[..., 0], memory)) == 0 and len(looks) == 1

@@ -159,7 +159,7 @@ def _box() -> list:
 
 
 def _check(name: str, key: str, fer_data) -> None:  # noqa: ANN001
-    from ferlab.evaluation.run import evaluate
+    from ferlab.research.evaluation.run import evaluate
 
     meta = next(m for m in _box() if m.name == name).meta
     recorded = meta["metrics"][key]

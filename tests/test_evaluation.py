@@ -15,8 +15,8 @@ from torch import nn
 
 from ferlab.cli import main
 from ferlab.constants import CLASS_NAMES
-from ferlab.evaluation import compute_metrics, predict_probs
-from ferlab.evaluation.calibration import calibration_metrics, reliability_bins
+from ferlab.research.evaluation import compute_metrics, predict_probs
+from ferlab.research.evaluation.calibration import calibration_metrics, reliability_bins
 
 NAMES = list(CLASS_NAMES)
 
@@ -169,9 +169,9 @@ def test_inputs_are_normalised_exactly_like_training() -> None:
     assert seen.shape == (5, 1, 48, 48) and seen.dtype == torch.float32
     ref = (imgs.astype(np.float64) / 255 - 0.4) / 0.3
     np.testing.assert_allclose(seen[:, 0].numpy(), ref, atol=1e-5)
-    # bit-identical to what the training step feeds the model (ferlab.training.engine.train_step,
+    # bit-identical to what the training step feeds the model (ferlab.research.training.engine.train_step,
     # augmentation aside): the same two functions on the same uint8 pixels
-    from ferlab.preprocessing import standardise, to_unit
+    from ferlab.inference.preprocess import standardise, to_unit
 
     assert torch.equal(seen[:, 0], standardise(to_unit(torch.from_numpy(imgs)), 0.4, 0.3))
 
@@ -188,7 +188,7 @@ def test_flip_tta_averages_softmax_of_face_and_mirror() -> None:
 
 
 def test_predict_probs_shape_modes_and_batch_independence(tiny_checkpoint: Path) -> None:
-    from ferlab.models import load_checkpoint
+    from ferlab.research.nets import load_checkpoint
 
     ckpt = load_checkpoint(tiny_checkpoint)
     ckpt.model.train()
@@ -202,7 +202,7 @@ def test_predict_probs_shape_modes_and_batch_independence(tiny_checkpoint: Path)
 
 
 def test_predict_probs_refuses_normalised_floats(tiny_checkpoint: Path) -> None:
-    from ferlab.models import load_checkpoint
+    from ferlab.research.nets import load_checkpoint
 
     ckpt = load_checkpoint(tiny_checkpoint)
     with pytest.raises(TypeError, match="uint8"):
@@ -231,8 +231,8 @@ def test_evaluate_command_writes_reproducible_outputs(tiny_checkpoint: Path, fer
     assert m["tta"] is None and len(m["model"]["sha256"]) == 64
     assert sum(map(sum, m["confusion_matrix"])) == 21
     # the JSON agrees with predict_probs + compute_metrics called directly
-    from ferlab.data import load_fer2013
-    from ferlab.models import load_checkpoint
+    from ferlab.research.data import load_fer2013
+    from ferlab.research.nets import load_checkpoint
 
     ckpt = load_checkpoint(tiny_checkpoint)
     sp = load_fer2013(fer_folder).split("val")
@@ -265,7 +265,7 @@ def test_evaluate_without_data_is_a_one_line_error(tiny_checkpoint: Path, monkey
 
 def test_public_api_forwards_to_evaluate(monkeypatch: pytest.MonkeyPatch) -> None:
     import ferlab
-    import ferlab.evaluation.run as run
+    import ferlab.research.evaluation.run as run
 
     calls = []
     monkeypatch.setattr(run, "evaluate", lambda *a, **k: calls.append((a, k)) or {"ok": 1})
@@ -274,7 +274,7 @@ def test_public_api_forwards_to_evaluate(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_evaluate_on_real_val_split(tiny_checkpoint: Path, fer_data) -> None:  # noqa: ANN001
-    from ferlab.evaluation import evaluate
+    from ferlab.research.evaluation import evaluate
 
     m = evaluate(tiny_checkpoint, fer_data, split="val", write=False)
     counts = fer_data.split("val").counts()
@@ -288,8 +288,8 @@ def test_evaluate_on_real_val_split(tiny_checkpoint: Path, fer_data) -> None:  #
 def test_predict_probs_is_the_softmax_of_predict_logits(tiny_checkpoint: Path) -> None:
     """``ferlab evaluate`` and the trainer's checkpoint selection share predict_logits; the
     probabilities are its float64 softmax (with TTA: the mean of face and mirror)."""
-    from ferlab.evaluation.predict import predict_logits, probs_from_logits
-    from ferlab.models import load_checkpoint
+    from ferlab.research.evaluation.predict import predict_logits, probs_from_logits
+    from ferlab.research.nets import load_checkpoint
 
     ckpt = load_checkpoint(tiny_checkpoint)
     imgs = np.random.default_rng(4).integers(0, 256, (9, 48, 48), dtype=np.uint8)
@@ -311,10 +311,10 @@ def test_predict_probs_is_the_softmax_of_predict_logits(tiny_checkpoint: Path) -
 
 
 def test_trainer_evaluation_is_predict_logits_with_the_training_loss(tiny_checkpoint: Path) -> None:
-    from ferlab.evaluation.predict import predict_logits
-    from ferlab.models import load_checkpoint
-    from ferlab.training.engine import evaluate
-    from ferlab.training.loss import smoothed_targets, soft_cross_entropy
+    from ferlab.research.evaluation.predict import predict_logits
+    from ferlab.research.nets import load_checkpoint
+    from ferlab.research.training.engine import evaluate
+    from ferlab.research.training.loss import smoothed_targets, soft_cross_entropy
 
     ckpt = load_checkpoint(tiny_checkpoint)
     rng = np.random.default_rng(5)
@@ -335,7 +335,7 @@ def test_trainer_evaluation_is_predict_logits_with_the_training_loss(tiny_checkp
 # ----------------------------------------------------------------------------- one device rule
 
 def test_auto_device_is_cuda_if_available_else_cpu() -> None:
-    from ferlab.device import resolve_device
+    from ferlab.research.device import resolve_device
     from ferlab.errors import FerlabError
 
     expected = "cuda" if torch.cuda.is_available() else "cpu"

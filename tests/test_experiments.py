@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from ferlab.config import make_config
-from ferlab.config_schema import Config
+from ferlab.research.config import make_config
+from ferlab.research.config_schema import Config
 from ferlab.errors import FerlabError
-from ferlab.experiments.exp15 import smoothing_metrics
-from ferlab.experiments.runner import CONFIGS_DIR, SuiteOptions, _status, effective_config, run_suite, run_task, select
-from ferlab.experiments.table import FINAL, ROWS, THESIS_EXP15, THESIS_REPORTED, configs_of, write_tables
+from ferlab.research.experiments.exp15 import smoothing_metrics
+from ferlab.research.experiments.runner import (CONFIGS_DIR, SuiteOptions, _status, effective_config, run_suite,
+                                                run_task, select)
+from ferlab.research.experiments.table import FINAL, ROWS, THESIS_EXP15, THESIS_REPORTED, configs_of, write_tables
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,7 @@ def cfg_of(stem: str) -> Config:
 # ----------------------------------------------------------------------------- configs
 
 def test_every_row_has_a_config_that_builds() -> None:
-    from ferlab.models import create_from_config
+    from ferlab.research.nets import create_from_config
 
     stems = configs_of()
     assert sorted(stems) == sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")), "a config without a row, or vice versa"
@@ -117,7 +118,7 @@ def test_the_suite_installs_with_the_package() -> None:
     modules (never through a checkout or ../shared), and the wheel takes every one of them."""
     import fnmatch
 
-    from ferlab.experiments.exp15 import DEFAULT_VIDEO
+    from ferlab.research.experiments.exp15 import DEFAULT_VIDEO
 
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
@@ -214,7 +215,7 @@ def test_lag_is_measured_from_the_onset_of_the_run_followed() -> None:
     """Class 0 for 40 frames, then class 3 with a one-frame flicker back to 0 at frame 52: the
     shown label follows the run that began at frame 40 whatever N, so a longer window never
     lags less (the latest-raw-switch rule gave N=20 a lag from frame 53 instead)."""
-    from ferlab.experiments.exp15 import run_onset
+    from ferlab.research.experiments.exp15 import run_onset
 
     labels = [0] * 40 + [3] * 12 + [0] + [3] * 47
     probs = [np.eye(7)[c] * 0.9 + 0.1 / 7 for c in labels]
@@ -297,7 +298,7 @@ def test_exp15_on_the_sample_video(tiny_checkpoint: Path, tmp_path: Path) -> Non
     """Exp. 15 end to end with a random-weight model on the clip installed with ferlab (no video
     argument): the live pipeline runs once over the clip and every window of Table 5 gets
     flips/s and lag; results.md shows them beside the thesis's rating."""
-    from ferlab.experiments.exp15 import run_exp15
+    from ferlab.research.experiments.exp15 import run_exp15
 
     res = run_exp15(tmp_path, SuiteOptions(exp15_model=str(tiny_checkpoint)))
     assert res is not None and res["frames"] == 275 and res["frames_with_face"] > 0
@@ -311,10 +312,10 @@ def test_exp15_on_the_sample_video(tiny_checkpoint: Path, tmp_path: Path) -> Non
 def test_run_task_trains_on_the_data_it_is_given(fer_data, tmp_path: Path) -> None:  # noqa: ANN001
     """The runner hands its loaded FER2013 to the trainer (``train(data=...)``) instead of
     patching the loader: a config whose data path does not exist still trains and evaluates."""
-    import ferlab.data
-    from ferlab.training import trainer
+    import ferlab.research.data
+    from ferlab.research.training import trainer
 
-    loader, engine = ferlab.data.load_fer2013, vars(trainer).copy()
+    loader, engine = ferlab.research.data.load_fer2013, vars(trainer).copy()
     opts = SuiteOptions(data=str(tmp_path / "nowhere"), out=tmp_path, epochs=1, subset=64, val_subset=32,
                         eval_subset=35, device="cpu", overrides=["train.threads=2"])
     cfg = effective_config("exp01_scratch_cnn", 42, opts)
@@ -322,7 +323,8 @@ def test_run_task_trains_on_the_data_it_is_given(fer_data, tmp_path: Path) -> No
             "eval_subset": 35, "deadline": None, "mode": "test"}
     res = run_task(task, data=fer_data)
     assert res["complete"] and res["train"]["epochs_run"] == 1 and res["metrics"]["val"]["n"] == 32
-    assert ferlab.data.load_fer2013 is loader and vars(trainer) == engine  # nothing patched, nothing left behind
+    # nothing patched, nothing left behind
+    assert ferlab.research.data.load_fer2013 is loader and vars(trainer) == engine
 
 
 def test_targets_rows_have_configs_and_a_table_of_their_own(tmp_path: Path) -> None:

@@ -364,7 +364,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, Path]
     """(config, its JSON file, the folder of its uninterrupted run): 2 epochs on a synthetic CSV."""
     from test_training import _tiny_cfg, _write_fer_csv
 
-    from ferlab.training.trainer import train
+    from ferlab.research.training.trainer import train
 
     root = tmp_path_factory.mktemp("killruns")
     os.environ.setdefault("FERLAB_CACHE", str(root / "cache"))
@@ -380,8 +380,8 @@ def test_a_run_stopped_in_its_first_epoch_resumes_and_restarts(tiny_run: tuple[A
     """The issue's stuck folder: epoch 1's checkpoints written, ``last_state.pt`` not (its
     temporary file left behind). ``--resume`` and a plain rerun both finish the run, to the
     weights of the uninterrupted run, and the temporary files are gone."""
-    from ferlab.training.callbacks import StopAfter
-    from ferlab.training.trainer import train
+    from ferlab.research.training.callbacks import StopAfter
+    from ferlab.research.training.trainer import train
 
     cfg, _, reference = tiny_run
     stuck = tmp_path / "stuck"
@@ -411,7 +411,7 @@ def test_sigkill_while_the_state_file_is_written_leaves_a_run_that_resumes(tiny_
     assert kill_at(proc, marker="HOLD"), proc.stderr.read()  # type: ignore[union-attr]
     assert (out / "last.safetensors").exists() and not (out / "last_state.pt").exists()
     assert stale_temporaries(out)  # the state file's temporary, written but never renamed
-    from ferlab.training.trainer import train
+    from ferlab.research.training.trainer import train
 
     train(copy.deepcopy(cfg), out=out, device="cpu", progress=False, resume=True)
     assert same_weights(out / "last.safetensors", reference / "last.safetensors")

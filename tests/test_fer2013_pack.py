@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ferlab.data import FerData, load_fer2013
+from ferlab.research.data import FerData, load_fer2013
 from ferlab.errors import FerlabError
 
 REPO = Path(__file__).resolve().parents[1]

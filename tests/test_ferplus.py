@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from ferlab.constants import CLASS_NAMES
-from ferlab.data import load_fer2013
-from ferlab.data.dataset import FerData
-from ferlab.data.fer2013 import CSV_ORDER
-from ferlab.data.ferplus import (CSV_VOTES, KAGGLE_VOTES, VOTE_COLUMNS, FerPlusVotes, agreement_by_split,
+from ferlab.research.data import load_fer2013
+from ferlab.research.data.dataset import FerData
+from ferlab.research.data.fer2013 import CSV_ORDER
+from ferlab.research.data.ferplus import (CSV_VOTES, KAGGLE_VOTES, VOTE_COLUMNS, FerPlusVotes, agreement_by_split,
                                  load_ferplus, locate_ferplus, split_votes, votes_for_names)
 from ferlab.errors import FerlabError
 
@@ -191,7 +191,7 @@ def test_votes_for_another_format_or_copy_are_refused(csv_copy: tuple[Path, Path
 
 
 def test_split_without_names_is_refused(csv_copy: tuple[Path, Path]) -> None:
-    from ferlab.data import FerSplit
+    from ferlab.research.data import FerSplit
 
     split = FerSplit("test", np.zeros((1, 48, 48), np.uint8), np.zeros(1, np.int64))
     with pytest.raises(FerlabError, match="no file names"):

@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL_CFG
-from ferlab.config import make_config
-from ferlab.config_schema import TARGETS, Config
-from ferlab.data.dataset import FerSplit
-from ferlab.data.ferplus import FerPlusVotes
+from ferlab.research.config import make_config
+from ferlab.research.config_schema import TARGETS, Config
+from ferlab.research.data.dataset import FerSplit
+from ferlab.research.data.ferplus import FerPlusVotes
 from ferlab.errors import FerlabError
-from ferlab.training.loss import smoothed_targets, soft_cross_entropy, vote_smoothed_targets
-from ferlab.training.targets import build_targets, kept_split, soft_class_weights, target_class_weights
+from ferlab.research.training.loss import smoothed_targets, soft_cross_entropy, vote_smoothed_targets
+from ferlab.research.training.targets import build_targets, kept_split, soft_class_weights, target_class_weights
 
 # ----------------------------------------------------------------------------- the loss
 
@@ -158,9 +158,9 @@ def _cfg(**train: Any) -> Config:
 
 
 def test_build_loads_votes_once_and_puts_targets_on_the_device(fer_data: Any, ferplus_dir: Path) -> None:
-    from ferlab.data import load_ferplus, split_votes
-    from ferlab.training.build import build_run
-    from ferlab.training.distributed import Dist
+    from ferlab.research.data import load_ferplus, split_votes
+    from ferlab.research.training.build import build_run
+    from ferlab.research.training.distributed import Dist
 
     votes = load_ferplus(fer_data)
     for kind in TARGETS:
@@ -188,7 +188,7 @@ def test_build_loads_votes_once_and_puts_targets_on_the_device(fer_data: Any, fe
 def test_default_targets_never_read_votes(fer_data: Any, tmp_path: Path) -> None:
     """``fer2013`` with FER2013 selection does not touch FER+: a wrong votes path is no error and
     the epoch rows are the keys they always were."""
-    from ferlab.training.trainer import train
+    from ferlab.research.training.trainer import train
 
     cfg = _cfg(epochs=1)
     cfg.data.ferplus = str(tmp_path / "nowhere")
@@ -200,10 +200,10 @@ def test_default_targets_never_read_votes(fer_data: Any, tmp_path: Path) -> None
 @pytest.mark.parametrize("kind", ["ferplus-majority", "ferplus-soft", "ferplus-smoothing"])
 def test_each_ferplus_target_trains_and_selects_on_ferplus_accuracy(kind: str, fer_data: Any, ferplus_dir: Path,
                                                                     tmp_path: Path, capsys: Any) -> None:
-    from ferlab.data import load_ferplus, split_votes
-    from ferlab.evaluation import predict_probs
-    from ferlab.models import load_checkpoint
-    from ferlab.training.trainer import train
+    from ferlab.research.data import load_ferplus, split_votes
+    from ferlab.research.evaluation import predict_probs
+    from ferlab.research.nets import load_checkpoint
+    from ferlab.research.training.trainer import train
 
     cfg = _cfg(targets=kind, select_metric="val_ferplus_acc", label_smoothing=0.0 if kind == "ferplus-soft" else 0.1)
     summary = train(cfg, out=tmp_path / "run", device="cpu", progress=True, data=fer_data)

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ferlab.cli import main
-from ferlab.explain.gradcam import GradCAM, gradcam_maps
-from ferlab.explain.regions import OTHER, REGIONS, region_areas, region_map, region_shares
+from ferlab.research.explain.gradcam import GradCAM, gradcam_maps
+from ferlab.research.explain.regions import OTHER, REGIONS, region_areas, region_map, region_shares
 
 
 def _needs_haar() -> None:
@@ -91,7 +91,7 @@ def test_trained_tiny_model_attends_to_the_deciding_corner() -> None:
     """A real FerNet trained for a few steps on faces-shaped noise where a bright square in one
     corner decides the class: the explanation of each prediction must point at that corner."""
     from conftest import TINY_MODEL_CFG
-    from ferlab.models import create_from_config
+    from ferlab.research.nets import create_from_config
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -121,7 +121,7 @@ def test_trained_tiny_model_attends_to_the_deciding_corner() -> None:
 
 
 def test_maps_are_finite_non_negative_and_side_effect_free(tiny_checkpoint: Path) -> None:
-    from ferlab.models import load_checkpoint
+    from ferlab.research.nets import load_checkpoint
 
     model = load_checkpoint(tiny_checkpoint).model
     model.train()
@@ -140,7 +140,7 @@ def test_maps_are_finite_non_negative_and_side_effect_free(tiny_checkpoint: Path
 
 
 def test_hooks_removed_when_the_forward_pass_fails(tiny_checkpoint: Path) -> None:
-    from ferlab.models import load_checkpoint
+    from ferlab.research.nets import load_checkpoint
 
     model = load_checkpoint(tiny_checkpoint).model
     with pytest.raises(RuntimeError):
@@ -152,7 +152,7 @@ def test_hooks_removed_when_the_forward_pass_fails(tiny_checkpoint: Path) -> Non
 
 def test_frozen_model_gives_the_same_maps(tiny_checkpoint: Path) -> None:
     """Inference models have requires_grad off everywhere; Grad-CAM must still see gradients."""
-    from ferlab.models import load_checkpoint
+    from ferlab.research.nets import load_checkpoint
 
     model = load_checkpoint(tiny_checkpoint).model
     x = torch.randn(3, 1, 48, 48)
@@ -253,10 +253,10 @@ def test_gradcam_command_on_a_photo(tiny_checkpoint: Path, samples_dir: Path, tm
 
 
 def test_class_study_on_real_test_faces(tiny_checkpoint: Path, fer_data) -> None:  # noqa: ANN001
-    from ferlab.data import FerSplit
-    from ferlab.evaluation import predict_probs
-    from ferlab.explain.study import class_study
-    from ferlab.models import load_checkpoint
+    from ferlab.research.data import FerSplit
+    from ferlab.research.evaluation import predict_probs
+    from ferlab.research.explain.study import class_study
+    from ferlab.research.nets import load_checkpoint
 
     ckpt = load_checkpoint(tiny_checkpoint)
     sp: FerSplit = fer_data.split("test").subset(700)

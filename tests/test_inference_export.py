@@ -12,9 +12,10 @@ from ferlab.cli import main
 from ferlab.inference import Recognizer
 from ferlab.inference.backends import OnnxBackend, TorchBackend, make_backend
 from ferlab.probabilities import softmax
-from ferlab.inference.export import export_onnx, load_calibration_faces, read_metadata
-from ferlab.models import create, load_checkpoint
-from ferlab.models.checkpoint import Checkpoint
+from ferlab.inference.export import export_onnx, load_calibration_faces
+from ferlab.inference.onnx_format import read_metadata
+from ferlab.research.nets import create, load_checkpoint
+from ferlab.research.nets.checkpoint import Checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -122,7 +122,6 @@ def test_python_api_takes_the_same_names(tiny_checkpoint: Path) -> None:
     session = rec.session(window=2)
     assert session.options.window == 2 and session.options.smoothing == "ema"
     assert session.tracker.max_missed == 6 and session.smoother.name == "ema"
-    assert rec.options["window"] == 4  # the old dict-style access still reads
     with pytest.raises(FerlabError, match="unknown session option"):
         rec.session(backend="onnx")  # only the stream part can change per session
     with pytest.raises(FerlabError, match="two models"):

@@ -111,15 +111,6 @@ def _with_backend(rec: Recognizer, backend: object) -> Recognizer:
     return clone
 
 
-def test_shared_smoothing_is_thesis_buffer(rec: Recognizer, face_img: np.ndarray) -> None:
-    sess = rec.session(smoothing="shared", window=10, confirm=1)
-    buffer: list[np.ndarray] = []
-    for f in two_face_frames(face_img, 8):
-        for face in sess.process(f).faces:
-            buffer = (buffer + [face.probs])[-10:]
-            np.testing.assert_allclose(face.smoothed, np.mean(buffer, axis=0), atol=1e-9)
-
-
 def test_detect_every_k_tracks_in_between(rec: Recognizer, face_img: np.ndarray) -> None:
     seen: list[int] = []
     inner = rec.detector
@@ -258,7 +249,7 @@ def test_uncertain_flag_follows_the_shipped_calibration(samples_dir: Path, tiny_
     """Shipped models carry a temperature and threshold fitted on PublicTest; every face then
     says how uncertain it is, with the same number ``ferlab evaluate`` scores (softmax(z/T)),
     and is drawn as "uncertain" when flagged. A model without a calibration reports null."""
-    from ferlab.evaluation.uncertainty import calibrated_probs
+    from ferlab.research.evaluation.uncertainty import calibrated_probs
     from ferlab.inference.recognizer import Calibration
 
     rec = Recognizer.from_pretrained("fernet")
@@ -321,8 +312,8 @@ def test_faces_of_many_frames_in_one_call_give_the_frame_by_frame_results(rec: R
 def test_flip_tta_averages_each_face_with_its_mirror(tiny_checkpoint: Path, samples_dir: Path) -> None:
     """``tta="flip"`` gives what ``ferlab evaluate --tta flip`` scores: the mean of the softmaxes
     of each face and its mirror image, from the same crops, in one backend call per batch."""
-    from ferlab.evaluation.predict import predict_logits, probs_from_logits
-    from ferlab.models import load_checkpoint
+    from ferlab.research.evaluation.predict import predict_logits, probs_from_logits
+    from ferlab.research.nets import load_checkpoint
 
     plain = Recognizer.from_pretrained(tiny_checkpoint, backend="torch")
     tta = Recognizer.from_pretrained(tiny_checkpoint, backend="torch", tta="flip")

@@ -1,12 +1,11 @@
-"""Tracker and temporal smoothing (Eq. 26, Algorithm 1): pure NumPy, no model, no media."""
+"""Tracker and per-face temporal smoothing (Eq. 26): pure NumPy, no model, no media."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from ferlab.errors import FerlabError
-from ferlab.inference.smoothing import (EmaSmoother, NoSmoother, SharedBufferSmoother, WindowSmoother,
-                                        make_smoother)
+from ferlab.inference.smoothing import EmaSmoother, NoSmoother, WindowSmoother, make_smoother
 from ferlab.inference.tracker import IouTracker, iou_matrix
 
 
@@ -106,25 +105,6 @@ def test_window_is_per_track() -> None:
     np.testing.assert_allclose(sm.update(1, b), b)  # history of a forgotten track is gone
 
 
-def test_shared_buffer_reproduces_algorithm_1() -> None:
-    """Two faces per frame; the thesis loop appends face by face into ONE buffer of N."""
-    n = 10
-    probs = _dists(40, seed=3).reshape(20, 2, 7)
-    sm = SharedBufferSmoother(n)
-    buffer: list[np.ndarray] = []  # Algorithm 1, written out literally
-    for frame in probs:
-        for face_id, p in enumerate(frame):
-            buffer.append(p)
-            buffer = buffer[-n:]  # line 12: keep last N entries
-            expected = np.mean(buffer, axis=0)  # line 13
-            np.testing.assert_allclose(sm.update(face_id, p), expected, atol=1e-12)
-    # and it does mix people: face 0's smoothed output depends on face 1's inputs
-    sm2 = SharedBufferSmoother(n)
-    sm2.update(0, np.eye(7)[0])
-    mixed = sm2.update(1, np.eye(7)[6])
-    assert mixed[0] == pytest.approx(0.5) and mixed[6] == pytest.approx(0.5)
-
-
 def test_ema_and_none() -> None:
     p = _dists(5)
     ema = EmaSmoother(alpha=0.25)
@@ -139,9 +119,10 @@ def test_ema_and_none() -> None:
 
 
 def test_make_smoother_validates() -> None:
-    assert isinstance(make_smoother("shared", 4), SharedBufferSmoother)
-    with pytest.raises(FerlabError, match="unknown smoothing"):
-        make_smoother("median")
+    assert isinstance(make_smoother("window", 4), WindowSmoother)
+    for mode in ("median", "shared"):  # the thesis's shared buffer is the research kit's
+        with pytest.raises(FerlabError, match="unknown smoothing"):
+            make_smoother(mode)
     with pytest.raises(FerlabError, match="window"):
         make_smoother("window", 0)
     with pytest.raises(FerlabError, match="alpha"):

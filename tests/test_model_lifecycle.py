@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ferlab.models import create_from_config, list_models, load_checkpoint, save_checkpoint
+from ferlab.research.nets import create_from_config, list_models, load_checkpoint, save_checkpoint
 
 # Per-architecture config for the lifecycle: the smallest member of the family that still
 # exercises its code (and pretrained=none: ImageNet loading is tested in test_models.py).
@@ -47,7 +47,7 @@ def _faces(n: int = 16, seed: int = 0) -> np.ndarray:
 
 
 def test_checkpoint_round_trip(saved: tuple[str, Path]) -> None:
-    from ferlab.evaluation.predict import predict_probs
+    from ferlab.research.evaluation.predict import predict_probs
 
     name, path = saved
     a, b = load_checkpoint(path), load_checkpoint(path)
@@ -60,11 +60,11 @@ def test_checkpoint_round_trip(saved: tuple[str, Path]) -> None:
 
 
 def test_onnx_export_matches_torch(saved: tuple[str, Path], tmp_path: Path) -> None:
-    from ferlab.evaluation.predict import predict_probs
+    from ferlab.research.evaluation.predict import predict_probs
     from ferlab.inference.backends import OnnxBackend
     from ferlab.probabilities import softmax
     from ferlab.inference.export import export_onnx
-    from ferlab.preprocessing import faces_to_input
+    from ferlab.inference.preprocess import faces_to_input
 
     _, path = saved
     out = export_onnx(path, tmp_path / "m.onnx", verify=True)
@@ -77,10 +77,10 @@ def test_onnx_export_matches_torch(saved: tuple[str, Path], tmp_path: Path) -> N
 
 def test_selection_equals_evaluate(saved: tuple[str, Path], fer_data) -> None:
     """The number the trainer selects a checkpoint by is the number ``ferlab evaluate`` reports."""
-    from ferlab.data import FerData
-    from ferlab.evaluation.run import evaluate
-    from ferlab.training.engine import evaluate as select_evaluate
-    from ferlab.training.targets import build_targets
+    from ferlab.research.data import FerData
+    from ferlab.research.evaluation.run import evaluate
+    from ferlab.research.training.engine import evaluate as select_evaluate
+    from ferlab.research.training.targets import build_targets
 
     _, path = saved
     val = fer_data.split("val").subset(48, seed=0)

@@ -13,9 +13,9 @@ from torch import nn
 
 from ferlab.constants import NUM_CLASSES
 from ferlab.errors import FerlabError
-from ferlab.models import create, create_from_config, list_models
-from ferlab.models.heads import make_head
-from ferlab.models.resnet import adapt_conv1
+from ferlab.research.nets import create, create_from_config, list_models
+from ferlab.research.nets.heads import make_head
+from ferlab.research.nets.resnet import adapt_conv1
 
 
 def _n_params(module: nn.Module) -> int:
@@ -164,7 +164,7 @@ def test_unknown_stem_and_extra_options_are_user_errors() -> None:
 
 
 def test_create_from_config_defaults_build_the_thesis_model() -> None:
-    from ferlab.config import make_config
+    from ferlab.research.config import make_config
 
     cfg = dict(make_config().model, pretrained="none")
     model = create_from_config(cfg)
@@ -249,7 +249,7 @@ def test_wrong_weights_file_is_a_user_error(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lite_file() -> Path:
-    from ferlab.models.efficientnet_lite import find_weights
+    from ferlab.research.nets.efficientnet_lite import find_weights
 
     try:
         return find_weights()
@@ -259,7 +259,7 @@ def lite_file() -> Path:
 
 def test_efficientnet_lite0_architecture() -> None:
     """Lite0: 16 MBConv blocks, no squeeze-excitation, ReLU6, stem 32 and head 1280."""
-    from ferlab.models.efficientnet_lite import MBConv
+    from ferlab.research.nets.efficientnet_lite import MBConv
 
     model = create("efficientnet_lite0").eval()
     blocks = model.backbone._blocks
@@ -296,7 +296,7 @@ def test_efficientnet_lite0_stem_stride(kwargs: dict, side: int) -> None:
 
 
 def test_efficientnet_lite0_imagenet_weights_load_strictly(lite_file: Path) -> None:
-    from ferlab.models.resnet import load_state_dict_file
+    from ferlab.research.nets.resnet import load_state_dict_file
 
     sd = load_state_dict_file(lite_file)
     model = create("efficientnet_lite0", pretrained="imagenet").eval()
@@ -318,7 +318,7 @@ def test_efficientnet_lite0_imagenet_weights_load_strictly(lite_file: Path) -> N
 
 
 def test_efficientnet_lite0_rgb_stem_keeps_the_imagenet_kernel(lite_file: Path) -> None:
-    from ferlab.models.resnet import load_state_dict_file
+    from ferlab.research.nets.resnet import load_state_dict_file
 
     model = create("efficientnet_lite0", pretrained="imagenet", in_chans=3, stem="original").eval()
     assert torch.equal(model.backbone._conv_stem.weight, load_state_dict_file(lite_file)["_conv_stem.weight"])
@@ -333,7 +333,7 @@ def test_efficientnet_lite0_imagenet_predictions_are_sane(lite_file: Path, sampl
     import cv2
     import torchvision
 
-    from ferlab.models.efficientnet_lite import imagenet_classifier
+    from ferlab.research.nets.efficientnet_lite import imagenet_classifier
 
     cats = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
     imgs = []
@@ -373,7 +373,7 @@ def test_efficientnet_lite0_wrong_file_is_a_user_error(tmp_path: Path,
 
 def test_efficientnet_same_padding_is_tensorflow_style() -> None:
     """Stride 2 on an even size pads 0 left/top and 1 right/bottom (k=3), like TF 'SAME'."""
-    from ferlab.models.efficientnet_lite import SameConv2d
+    from ferlab.research.nets.efficientnet_lite import SameConv2d
 
     conv = SameConv2d(1, 1, 3, 2)
     with torch.no_grad():

@@ -14,8 +14,8 @@ import torch
 
 from ferlab.constants import NUM_CLASSES
 from ferlab.errors import FerlabError
-from ferlab.models import create, create_from_config
-from ferlab.models import mobilenet_v2 as mnv2
+from ferlab.research.nets import create, create_from_config
+from ferlab.research.nets import mobilenet_v2 as mnv2
 
 
 @pytest.fixture()
@@ -81,7 +81,7 @@ def test_imagenet_weights_load_strictly_with_the_stem_folded(cache: Path) -> Non
 
 
 def test_missing_weights_name_the_download_and_the_alternatives(cache: Path) -> None:
-    with pytest.raises(FerlabError, match=r"python -m ferlab.models.mobilenet_v2.*model.pretrained=none"):
+    with pytest.raises(FerlabError, match=r"python -m ferlab.research.nets.mobilenet_v2.*model.pretrained=none"):
         create("mobilenet_v2", pretrained="imagenet")
     with pytest.raises(FerlabError, match="weights file not found"):
         create("mobilenet_v2", pretrained="/nonexistent/mobilenet.pth")

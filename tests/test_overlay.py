@@ -7,7 +7,7 @@ import pytest
 
 from ferlab.constants import CLASS_NAMES
 from ferlab.inference.overlay import (CLASS_COLORS, UNCERTAIN_COLOR, Panel, annotate, color_of, label_of, layout,
-                                      layout_panels, strip_height, strip_segments, unit)
+                                      layout_json, layout_panels, strip_height, strip_segments, unit)
 from ferlab.inference.results import Face, FrameResult
 
 Rect = tuple[int, int, int, int]
@@ -219,3 +219,17 @@ def test_a_label_is_never_hidden_under_the_frame_rate_line() -> None:
     fps_rect = _fps_line(24.2, len(faces), unit(shape))[2]
     tags, _ = layout(shape, faces, fps=24.2)
     assert all(_overlap(t.rect, fps_rect) == 0 for t in tags), (tags, fps_rect)
+
+
+def test_layout_json_is_the_plan_annotate_draws() -> None:
+    """What the server sends the page (``layout_json``) is :func:`layout`'s plan, the one
+    :func:`annotate` draws, as plain JSON: one label and one distribution per face, in order."""
+    import json
+
+    shape = (360, 640, 3)
+    faces = _faces(_row(shape, [70] * 8, [8] * 7, 10, 60), seed=4, uncertain=2)
+    sent = json.loads(json.dumps(layout_json(shape, faces)))
+    tags, panels = layout(shape, faces)
+    assert sent["tags"] == [{"text": label_of(f)[0], "rect": list(t.rect)} for f, t in zip(faces, tags)]
+    assert sent["panels"] == [{"kind": p.kind, "rect": list(p.rect), "scale": p.scale} for p in panels]
+    assert "uncertain" in sent["tags"][2]["text"] and {p["kind"] for p in sent["panels"]} != {"full"}

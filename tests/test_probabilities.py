@@ -27,8 +27,8 @@ def test_temper_of_probabilities_is_softmax_of_the_scaled_logits(t: float) -> No
 
 def test_evaluation_and_inference_use_it() -> None:
     torch = pytest.importorskip("torch")
-    from ferlab.evaluation.predict import probs_from_logits
-    from ferlab.evaluation.uncertainty import calibrated_probs
+    from ferlab.research.evaluation.predict import probs_from_logits
+    from ferlab.research.evaluation.uncertainty import calibrated_probs
 
     z = np.random.default_rng(1).normal(size=(2, 4, 7)).astype(np.float32)
     np.testing.assert_allclose(probs_from_logits(torch.from_numpy(z)).numpy(), softmax(z))

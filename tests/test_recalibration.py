@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from ferlab.errors import FerlabError
-from ferlab.evaluation.recalibration import (apply_vector_scaling, cross_fitted, fit_vector_scaling,
+from ferlab.research.evaluation.recalibration import (apply_vector_scaling, cross_fitted, fit_vector_scaling,
                                              fold_into_head)
-from ferlab.evaluation.uncertainty import calibrated_probs
+from ferlab.research.evaluation.uncertainty import calibrated_probs
 
 W = np.array([0.6, 1.5, 1.0, 0.8, 1.2, 1.0, 0.7])
 B = np.array([0.4, -0.8, 0.0, 0.3, -0.2, 0.1, 0.5])
@@ -65,7 +65,7 @@ def test_cross_fitted_estimate_scores_held_out_halves() -> None:
 def test_fold_into_head_computes_the_map(tiny_checkpoint: Path) -> None:
     import torch
 
-    from ferlab.models import load_checkpoint
+    from ferlab.research.nets import load_checkpoint
 
     ckpt = load_checkpoint(tiny_checkpoint)
     x = torch.randn(6, 1, 48, 48)
@@ -80,10 +80,10 @@ def test_fold_into_head_computes_the_map(tiny_checkpoint: Path) -> None:
 def test_recalibrate_command_writes_a_folded_checkpoint_and_leaves_the_source(
         tiny_checkpoint: Path, fer_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ferlab.cli import main
-    from ferlab.data import load_fer2013
-    from ferlab.evaluation.predict import predict_logits
+    from ferlab.research.data import load_fer2013
+    from ferlab.research.evaluation.predict import predict_logits
     from ferlab.fileio import sha256_file
-    from ferlab.models import load_checkpoint
+    from ferlab.research.nets import load_checkpoint
 
     source_hash = sha256_file(tiny_checkpoint)
     out = tmp_path / "tiny_vs.safetensors"

@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from ferlab.errors import FerlabError  # noqa: E402
+from ferlab.inference.overlay import layout_json  # noqa: E402
 from ferlab.serving import Limits, create_app  # noqa: E402
 from ferlab.serving.uploads import UploadError, read_upload  # noqa: E402
 
@@ -86,7 +87,11 @@ def test_predict_multipart_matches_python_api(client: TestClient, recognizer: An
     for face in body["faces"]:
         _check_face(face, body["width"], body["height"], tracked=False)
     # same JSON as the Python API (and so as `ferlab predict`) on the same pixels
-    assert body["faces"] == [f.to_dict() for f in recognizer.predict(image)]
+    faces = recognizer.predict(image)
+    assert body["faces"] == [f.to_dict() for f in faces]
+    # and the layout the page draws them by: overlay's, the plan of every annotated frame
+    assert body["layout"] == layout_json(image.shape, faces)
+    assert len(body["layout"]["tags"]) == len(body["layout"]["panels"]) == len(faces)
 
 
 def test_predict_raw_png_body(client: TestClient, samples_dir: Path) -> None:
@@ -319,6 +324,9 @@ def test_websocket_three_frames(client: TestClient, small_jpeg: bytes) -> None:
         assert r["server_ms"] > 0
         for face in r["faces"]:
             _check_face(face, 320, 240, tracked=True)
+        assert len(r["layout"]["tags"]) == len(r["layout"]["panels"]) == len(r["faces"])
+        for face, tag in zip(r["faces"], r["layout"]["tags"]):  # the label the page writes
+            assert tag["text"].startswith(f"#{face['track_id']} ") and face["label"] in tag["text"]
     # a new face is shown once confirmed (its third detection), never a frame before
     assert [len(r["faces"]) >= 1 for r in results] == [False, False, True, True]
     # one person in a still image keeps one track id
@@ -426,9 +434,13 @@ def test_video_per_frame_records(recognizer: Any, short_video: bytes, tmp_path: 
     assert [f["time"] for f in frames] == pytest.approx([0.0, 0.1, 0.2, 0.3], abs=1e-3)
     assert sum(len(f["faces"]) for f in frames) >= 2  # shown from the third sampled frame (confirmed)
     for f in frames:
-        assert list(f) == ["frame", "time", "faces"]
+        assert list(f) == ["frame", "time", "faces", "layout"]
         for face in f["faces"]:
             _check_face(face, 320, 180, tracked=True)
+        assert len(f["layout"]["tags"]) == len(f["layout"]["panels"]) == len(f["faces"])
+        for tag in f["layout"]["tags"]:
+            x, y, w, h = tag["rect"]
+            assert 0 <= x and x + w <= 320 and 0 <= y and y + h <= 180  # in the video's pixels
     assert list(scratch.iterdir()) == []  # the uploaded video's temp dir is gone
 
 

@@ -41,6 +41,7 @@ EVIL = f"http://evil.example:{PORT}"  # a rebinding page: evil.example resolves 
 class _Result:
     def __init__(self, t: float | None) -> None:
         self.t = t
+        self.faces: list[Any] = []
 
     def to_dict(self) -> dict[str, Any]:
         return {"frame": 0, "time": self.t, "faces": []}

@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_MODEL_CFG
-from ferlab.config import make_config
-from ferlab.config_schema import AugmentConfig, Config
+from ferlab.research.config import make_config
+from ferlab.research.config_schema import AugmentConfig, Config
 from ferlab.errors import FerlabError
-from ferlab.training.augment import affine, augment_batch, random_erasing
-from ferlab.training.callbacks import Callback, StopAfter
-from ferlab.training.loss import smoothed_targets, soft_cross_entropy
-from ferlab.training.schedule import lr_at
+from ferlab.research.training.augment import affine, augment_batch, random_erasing
+from ferlab.research.training.callbacks import Callback, StopAfter
+from ferlab.research.training.loss import smoothed_targets, soft_cross_entropy
+from ferlab.research.training.schedule import lr_at
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -154,9 +154,9 @@ def test_init_from_starts_from_a_trained_checkpoint(tiny_checkpoint: Path, tmp_p
     """train.init_from loads a ferlab checkpoint's weights into the new run's model (the FER+
     models are the shipped fernet fine-tuned); a different architecture or normalisation is
     refused with the key that differs."""
-    from ferlab.models import load_checkpoint
-    from ferlab.training.build import init_weights
-    from ferlab.models.factory import create_from_config
+    from ferlab.research.nets import load_checkpoint
+    from ferlab.research.training.build import init_weights
+    from ferlab.research.nets.factory import create_from_config
 
     ckpt = load_checkpoint(tiny_checkpoint)
     cfg = make_config(data={"mean": ckpt.mean, "std": ckpt.std})
@@ -239,8 +239,8 @@ def test_augment_is_a_function_of_the_generator_seed() -> None:
 def test_frozen_backbone_stays_frozen_then_trains(synthetic_csv: Path, tmp_path: Path) -> None:
     """Exp. 4: during the freeze epochs the backbone's weights AND its BatchNorm statistics must
     not move (eval mode), while the head trains; after unfreezing the backbone trains too."""
-    from ferlab.models import create_from_config
-    from ferlab.training.trainer import train
+    from ferlab.research.nets import create_from_config
+    from ferlab.research.training.trainer import train
 
     cfg = _tiny_cfg(synthetic_csv, epochs=2, freeze_epochs=1)
     torch.manual_seed(cfg.seed)  # the trainer seeds the same way before building the model
@@ -270,7 +270,7 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(synthetic_csv: Path, tmp
     """3 epochs in one go == 1 epoch, 'crash', resume to 3: same weights bit for bit, same metrics.
     The freeze boundary falls after the restart, so optimizer state for newly trainable
     parameters is exercised too."""
-    from ferlab.training.trainer import train
+    from ferlab.research.training.trainer import train
 
     cfg = _tiny_cfg(synthetic_csv, epochs=3, freeze_epochs=2, early_stopping=5)
     cfg.augment.erasing_p = 0.5
@@ -291,7 +291,7 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(synthetic_csv: Path, tmp
 
 def test_resuming_a_finished_run_trains_no_more(synthetic_csv: Path, tmp_path: Path) -> None:
     """A run that already ended (here: all epochs done) resumes to the same weights, not one epoch more."""
-    from ferlab.training.trainer import train
+    from ferlab.research.training.trainer import train
 
     cfg = _tiny_cfg(synthetic_csv, epochs=2, freeze_epochs=0, early_stopping=5)
     out = tmp_path / "run"
@@ -308,7 +308,7 @@ def test_resuming_with_other_settings_is_refused_and_leaves_the_run_as_it_was(sy
     """``--resume`` with a changed recipe (here the epoch count, which moves the cosine LR curve)
     would mix two runs in one checkpoint: it is refused, naming the setting, before anything is
     written; settings that do not change what a run learns (threads) may differ."""
-    from ferlab.training.trainer import train
+    from ferlab.research.training.trainer import train
 
     cfg = _tiny_cfg(synthetic_csv, epochs=2)
     out = tmp_path / "run"
@@ -346,7 +346,7 @@ class _Recorder(Callback):
 
 
 def test_callbacks_see_each_epoch_after_its_files_and_can_stop_the_run(synthetic_csv: Path, tmp_path: Path) -> None:
-    from ferlab.training.trainer import train
+    from ferlab.research.training.trainer import train
 
     cfg = _tiny_cfg(synthetic_csv, epochs=3)
     rec = _Recorder(stop_at=2)
@@ -362,8 +362,8 @@ def test_callbacks_see_each_epoch_after_its_files_and_can_stop_the_run(synthetic
 
 def test_loaded_data_is_used_as_given(synthetic_csv: Path, tmp_path: Path) -> None:
     """``train(data=FerData)`` needs no path in the config and trains exactly as from the path."""
-    from ferlab.data import load_fer2013
-    from ferlab.training.trainer import train
+    from ferlab.research.data import load_fer2013
+    from ferlab.research.training.trainer import train
 
     cfg = _tiny_cfg(synthetic_csv, epochs=1)
     train(copy.deepcopy(cfg), out=tmp_path / "path", device="cpu", progress=False)
@@ -375,8 +375,8 @@ def test_loaded_data_is_used_as_given(synthetic_csv: Path, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("metric", ["val_acc", "val_balanced_acc", "val_loss"])
 def test_every_selection_metric_selects(synthetic_csv: Path, tmp_path: Path, metric: str) -> None:
-    from ferlab.config_schema import SELECT_METRICS
-    from ferlab.training.trainer import train
+    from ferlab.research.config_schema import SELECT_METRICS
+    from ferlab.research.training.trainer import train
 
     assert metric in SELECT_METRICS and len(SELECT_METRICS) == 4  # val_ferplus_acc: tests/test_ferplus_training.py
     summary = train(_tiny_cfg(synthetic_csv, epochs=3, select_metric=metric), out=tmp_path / "run", device="cpu",
@@ -392,7 +392,7 @@ def test_every_selection_metric_selects(synthetic_csv: Path, tmp_path: Path, met
 def smoke_run(fer_data: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], Config]:
     """A small FerNet trained from scratch on 3,000 real training faces for 4 epochs on CPU
     (~15 s), selected on the whole PublicTest split: (run folder, summary, config)."""
-    from ferlab.training.trainer import train
+    from ferlab.research.training.trainer import train
 
     # From scratch, 4 epochs of 3,000 faces is ~370 updates: enough without the regularisers
     # (augmentation, dropout, smoothing) that pay off over 50 epochs; the cosine decay to
@@ -414,8 +414,8 @@ def test_smoke_training_beats_majority_class(smoke_run: tuple[Path, dict[str, An
     """Clearly above the majority-class baseline on PublicTest (always 'happy': 24.9 %).
     Seeds 1, 7, 42 and 123 reach 38-41 %; the 5-point margin is ~3.5 standard errors of the
     baseline on 3,589 faces, so a model that learned nothing cannot pass by luck."""
-    from ferlab.evaluation import predict_probs
-    from ferlab.models import load_checkpoint
+    from ferlab.research.evaluation import predict_probs
+    from ferlab.research.nets import load_checkpoint
 
     out, summary, cfg = smoke_run
     val = fer_data.split("val")
@@ -470,7 +470,7 @@ def test_train_command_end_to_end(synthetic_csv: Path, tmp_path: Path, capsys: p
 
 _DDP_SCRIPT = textwrap.dedent("""
     import json, os, sys
-    from ferlab.training.trainer import train
+    from ferlab.research.training.trainer import train
     cfg = json.loads(open(sys.argv[1]).read())
     train(cfg, out=sys.argv[2], device="cpu", progress=False)
     print("rank", os.environ["RANK"], "done")

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL_CFG
-from ferlab.config import make_config
-from ferlab.data.dataset import FerSplit
+from ferlab.research.config import make_config
+from ferlab.research.data.dataset import FerSplit
 from ferlab.errors import FerlabError
 
 
@@ -19,7 +19,7 @@ def _faces(n: int = 40, seed: int = 0) -> FerSplit:
 
 
 def _checkpoint(tmp_path: Path, name: str, seed: int) -> Path:
-    from ferlab.models import create_from_config, save_checkpoint
+    from ferlab.research.nets import create_from_config, save_checkpoint
 
     torch.manual_seed(seed)
     model = create_from_config(dict(TINY_MODEL_CFG)).eval()
@@ -27,9 +27,9 @@ def _checkpoint(tmp_path: Path, name: str, seed: int) -> Path:
 
 
 def test_teacher_probs_are_the_mean_flip_averaged_softmax(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ferlab.evaluation.predict import predict_probs
-    from ferlab.models import load_checkpoint
-    from ferlab.training.teachers import teacher_probs
+    from ferlab.research.evaluation.predict import predict_probs
+    from ferlab.research.nets import load_checkpoint
+    from ferlab.research.training.teachers import teacher_probs
 
     monkeypatch.setenv("FERLAB_CACHE", str(tmp_path / "cache"))
     a, b = _checkpoint(tmp_path, "a", 1), _checkpoint(tmp_path, "b", 2)
@@ -50,7 +50,7 @@ def test_teacher_probs_are_the_mean_flip_averaged_softmax(tmp_path: Path, monkey
 
 
 def test_teacher_probs_refuse_missing_teachers(tmp_path: Path) -> None:
-    from ferlab.training.teachers import teacher_probs
+    from ferlab.research.training.teachers import teacher_probs
 
     with pytest.raises(FerlabError, match="empty"):
         teacher_probs([], _faces())
@@ -59,8 +59,8 @@ def test_teacher_probs_refuse_missing_teachers(tmp_path: Path) -> None:
 
 
 def test_mix_targets_is_a_convex_combination() -> None:
-    from ferlab.training.loss import smoothed_targets
-    from ferlab.training.teachers import mix_targets
+    from ferlab.research.training.loss import smoothed_targets
+    from ferlab.research.training.teachers import mix_targets
 
     rule = smoothed_targets(torch.tensor([0, 3]), 7, 0.1)
     teacher = np.full((2, 7), 1 / 7, dtype=np.float32)
@@ -83,10 +83,10 @@ def test_teacher_config_is_checked() -> None:
 
 def test_build_run_trains_towards_the_mixed_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """build_run puts (1 - w) q_rule + w q_teacher on the device; without teachers, q_rule."""
-    from ferlab.data import FerData
-    from ferlab.training.build import build_run
-    from ferlab.training.distributed import Dist
-    from ferlab.training.teachers import teacher_probs
+    from ferlab.research.data import FerData
+    from ferlab.research.training.build import build_run
+    from ferlab.research.training.distributed import Dist
+    from ferlab.research.training.teachers import teacher_probs
 
     monkeypatch.setenv("FERLAB_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ferlab.data.ferplus import FerPlusVotes
-from ferlab.evaluation.uncertainty import (accuracy_at_coverage, break_even_threshold, calibrated_probs,
+from ferlab.research.data.ferplus import FerPlusVotes
+from ferlab.research.evaluation.uncertainty import (accuracy_at_coverage, break_even_threshold, calibrated_probs,
                                            coverage_threshold, fit_calibration, fit_temperature, soft_nll,
                                            uncertainty_score, unreadable, vote_calibration)
 
@@ -100,9 +100,9 @@ def test_votes_never_change_metrics_json(eval_pair: tuple[Path, Path]) -> None:
 
 
 def test_ferplus_block_on_privatetest(eval_pair: tuple[Path, Path], fer_data: Any, tiny_checkpoint: Path) -> None:
-    from ferlab.data import load_ferplus, split_votes
-    from ferlab.evaluation import predict_probs
-    from ferlab.models import load_checkpoint
+    from ferlab.research.data import load_ferplus, split_votes
+    from ferlab.research.evaluation import predict_probs
+    from ferlab.research.nets import load_checkpoint
 
     m = json.loads((eval_pair[0] / "metrics_ferplus.json").read_text())
     base = json.loads((eval_pair[0] / "metrics.json").read_text())

@@ -15,23 +15,23 @@ def analyze(image, model=None, **options):  # noqa: ANN001, ANN201 - the one cal
 
 
 def train(config, **kwargs):  # noqa: ANN001, ANN201 - mirrors `ferlab train`
-    """Train a model from a config (:func:`ferlab.config.make_config`, or a plain mapping such as
-    a run's ``config.json``; see :func:`ferlab.training.trainer.train`)."""
-    from .training.trainer import train as _train
+    """Train a model from a config (:func:`ferlab.research.config.make_config`, or a plain mapping such as
+    a run's ``config.json``; see :func:`ferlab.research.training.trainer.train`)."""
+    from .research.training.trainer import train as _train
 
     return _train(config, **kwargs)
 
 
 def evaluate(model=None, data=None, **kwargs):  # noqa: ANN001, ANN201 - mirrors `ferlab evaluate`
-    """Evaluate a checkpoint on a FER2013 split (see :func:`ferlab.evaluation.run.evaluate`)."""
-    from .evaluation.run import evaluate as _evaluate
+    """Evaluate a checkpoint on a FER2013 split (see :func:`ferlab.research.evaluation.run.evaluate`)."""
+    from .research.evaluation.run import evaluate as _evaluate
 
     return _evaluate(model, data, **kwargs)
 
 
 def gradcam(inputs, model=None, **kwargs):  # noqa: ANN001, ANN201 - mirrors `ferlab gradcam`
-    """Grad-CAM overlays for face crops or photos (see :func:`ferlab.explain.images.gradcam`)."""
-    from .explain.images import gradcam as _gradcam
+    """Grad-CAM overlays for face crops or photos (see :func:`ferlab.research.explain.images.gradcam`)."""
+    from .research.explain.images import gradcam as _gradcam
 
     return _gradcam(inputs, model, **kwargs)
 

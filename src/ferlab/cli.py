@@ -23,11 +23,11 @@ _MODULES = (  # the order of `ferlab --help`: the product first, then the resear
     "ferlab.serving.cli",  # serve
     "ferlab.batch.cli",  # batch (Ray: the cluster extra)
     "ferlab.models.cli",  # models
-    "ferlab.training.cli",  # train
-    "ferlab.evaluation.cli",  # evaluate, calibrate
-    "ferlab.explain.cli",  # gradcam
-    "ferlab.experiments.cli",  # experiments
-    "ferlab.data.cli",  # data check
+    "ferlab.research.training.cli",  # train
+    "ferlab.research.evaluation.cli",  # evaluate, calibrate
+    "ferlab.research.explain.cli",  # gradcam
+    "ferlab.research.experiments.cli",  # experiments
+    "ferlab.research.data.cli",  # data check
 )
 
 

@@ -243,8 +243,9 @@ def run_batch(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
                 if todo:
                     owns, result.address = _start_ray(ray, address, workers, threads)
                     try:
-                        _run(ray, todo, out, opts, threads, gpus, workers, video, max_frames, journal, settings,
-                             progress, result, batch, segment_seconds, batch_frames, max_pixels)
+                        run = RunSettings(out, opts, threads, gpus, workers, video, max_frames, settings, progress,
+                                          segment_seconds, batch_frames, max_pixels)
+                        _run(ray, run, todo, journal, result, batch)
                     finally:
                         if owns:
                             ray.shutdown()
@@ -294,37 +295,79 @@ def _write_tables(out: Path, journal: Journal, batch: list[BatchInput]) -> tuple
     return write_manifest(out, rows), write_summary(out, rows, classes)
 
 
-def _run(ray: Any, todo: list[BatchInput], out: Path, opts: Any, threads: int, gpus: float, workers: int | None,
-         video: bool, max_frames: int | None, journal: Journal, settings: str, show: bool,
-         result: BatchResult, batch: list[BatchInput], segment_seconds: float | None = None,
-         batch_frames: int = 1, max_pixels: int | None = None) -> None:
-    from .tasks import Worker, merge_segments
+@dataclass(frozen=True)
+class RunSettings:
+    """How one batch run processes its inputs, fixed before the first worker starts."""
 
-    if workers is None:
-        cpus = ray.cluster_resources().get("CPU", 1)
-        workers = max(1, int(cpus // threads))
-    plan = {} if video else plan_segments(todo, workers, segment_seconds, max_frames=max_frames, options=opts)
-    tasks: list[Task] = [(i, s) for i in todo for s in plan.get(i.key, [None])]
-    workers = min(workers, len(tasks))
+    out: Path
+    options: Any  # InferenceOptions, threads included
+    threads: int  # ONNX Runtime threads and Ray CPUs of each worker
+    gpus: float  # Ray GPUs of each worker
+    workers: int | None  # None = as many as the cluster's CPUs allow
+    video: bool  # write the annotated video / image too
+    max_frames: int | None
+    settings: str  # the settings hash every journal row carries
+    progress: bool  # show the progress bar
+    segment_seconds: float | None
+    batch_frames: int
+    max_pixels: int | None  # the driver's image size limit, handed to every worker
+
+
+def _run(ray: Any, run: RunSettings, todo: list[BatchInput], journal: Journal, result: BatchResult,
+         batch: list[BatchInput]) -> None:
+    """Process ``todo`` on Ray workers, recording each input in ``journal`` as it is done."""
+    tasks, workers = _plan_tasks(ray, run, todo)
     result.workers = workers
-    progress = ray.remote(num_cpus=0)(Progress).remote()
-    actor_cls = ray.remote(Worker).options(num_cpus=threads, num_gpus=gpus or None, max_restarts=0,
-                                           scheduling_strategy="SPREAD")
-    options = opts.to_dict()
-
-    created: list[Any] = [progress]  # every actor this run made, killed at the end
-
-    def new_worker() -> Any:
-        created.append(actor_cls.remote(options, threads, progress, batch_frames, max_pixels))
-        return created[-1]
-
+    pool = _WorkerPool(ray, run)
     try:
-        actors = [new_worker() for _ in range(workers)]
-        ready_refs = {a.ready.remote(): a for a in actors}
+        result.workers = pool.start(workers)
+        _Dispatcher(ray, run, pool, tasks, journal, result, batch, len(todo)).run()
+    finally:
+        pool.kill_all()
+
+
+def _plan_tasks(ray: Any, run: RunSettings, todo: list[BatchInput]) -> tuple[list[Task], int]:
+    """Every task (an input, or a segment of a long video) and how many workers they need."""
+    workers = run.workers
+    if workers is None:
+        workers = max(1, int(ray.cluster_resources().get("CPU", 1) // run.threads))
+    plan = {} if run.video else plan_segments(todo, workers, run.segment_seconds, max_frames=run.max_frames,
+                                              options=run.options)
+    tasks: list[Task] = [(i, s) for i in todo for s in plan.get(i.key, [None])]
+    return tasks, min(workers, len(tasks))
+
+
+class _WorkerPool:
+    """The run's Ray actors: the workers (one model each) and the progress counter; every
+    actor made is killed at the end."""
+
+    def __init__(self, ray: Any, run: RunSettings) -> None:
+        from .tasks import Worker
+
+        self.ray = ray
+        self.run = run
+        self.progress = ray.remote(num_cpus=0)(Progress).remote()
+        self.created: list[Any] = [self.progress]
+        self._actor_cls = ray.remote(Worker).options(num_cpus=run.threads, num_gpus=run.gpus or None,
+                                                     max_restarts=0, scheduling_strategy="SPREAD")
+        self._options = run.options.to_dict()
+        self.actors: list[Any] = []
+
+    def new_worker(self) -> Any:
+        run = self.run
+        self.created.append(self._actor_cls.remote(self._options, run.threads, self.progress, run.batch_frames,
+                                                   run.max_pixels))
+        return self.created[-1]
+
+    def start(self, n: int) -> int:
+        """Start ``n`` workers and keep those that loaded the model within the timeout; how
+        many that is (a refusal if none)."""
+        ray, run = self.ray, self.run
+        ready_refs = {a.ready.remote(): a for a in (self.new_worker() for _ in range(n))}
         done_refs, not_ready = ray.wait(list(ready_refs), num_returns=len(ready_refs), timeout=READY_TIMEOUT_S)
         if not done_refs:
             raise FerlabError(f"no batch worker started within {READY_TIMEOUT_S:.0f} s: does the Ray cluster have "
-                              f"{threads} free CPU(s){' and a GPU' if gpus else ''} per worker?")
+                              f"{run.threads} free CPU(s){' and a GPU' if run.gpus else ''} per worker?")
         for ref in done_refs:
             try:
                 info = ray.get(ref)
@@ -334,118 +377,156 @@ def _run(ray: Any, todo: list[BatchInput], out: Path, opts: Any, threads: int, g
                 raise FerlabError(f"the model could not be loaded on a worker: {info['error']}")
         for ref in not_ready:
             ray.kill(ready_refs[ref])
-        actors = [ready_refs[r] for r in done_refs]
-        result.workers = len(actors)
+        self.actors = [ready_refs[r] for r in done_refs]
+        return len(self.actors)
 
-        queue: collections.deque[Task] = collections.deque(tasks)
-        inflight: dict[int, collections.deque[tuple[Any, Task]]] = {i: collections.deque() for i in
-                                                                     range(len(actors))}
-        owner: dict[Any, int] = {}
-        out_s = str(out)
-        parts: dict[str, list[dict[str, Any]]] = {}  # key -> rows of its segments done so far
-        failed_split: set[str] = set()  # split inputs already recorded as failed
+    def replace(self, slot: int) -> None:
+        """A fresh worker in place of one that died."""
+        self.ray.kill(self.actors[slot])
+        self.actors[slot] = self.new_worker()
 
-        def send(slot: int) -> None:
-            item, segment = task = queue.popleft()
-            ref = actors[slot].process.remote(item, out_s, video, max_frames, segment)
-            inflight[slot].append((ref, task))
-            owner[ref] = slot
+    def kill_all(self) -> None:
+        for a in self.created:
+            try:
+                self.ray.kill(a)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
 
-        def submit(slot: int) -> None:
-            # a photo may wait behind the current input (a few ms of work: the worker never idles
-            # between photos); a video never does, so no worker idles while another has a queue
-            lane = inflight[slot]
-            while queue and (not lane or (len(lane) < IN_FLIGHT and queue[0][0].kind == "image")):
-                send(slot)
 
-        def finish(task: Task, row: dict[str, Any]) -> None:
-            """Record an input, or keep a segment's row until its input's last one is back."""
-            item, segment = task
-            if segment is None:
-                record(item, row)
-            elif item.key not in failed_split and row["status"] != "done":
-                failed_split.add(item.key)  # its other segments are not worth doing
-                rest = [t for t in queue if t[0].key != item.key]
-                queue.clear()
-                queue.extend(rest)
-                row = {k: v for k, v in row.items() if k not in ("segment", "partial")}
-                record(item, {**row, "error": f"{segment.describe()}: {row['error']}", "segments": segment.count})
-            elif item.key not in failed_split:
-                done = parts.setdefault(item.key, [])
-                done.append(row)
-                if len(done) == segment.count:
-                    try:
-                        row = merge_segments(out, item, parts.pop(item.key))
-                    except OSError as exc:
-                        row = _row_failed(item, f"its {segment.count} segments could not be merged: {exc}")
-                    record(item, row)
+class _Dispatcher:
+    """Hands the tasks to the workers, one lane of calls per worker, and records what comes
+    back: an input's row once it (all its segments) is done."""
 
-        def record(item: BatchInput, row: dict[str, Any]) -> None:
-            row["settings"] = settings
-            row["stamp"] = file_stamp(item)
-            row["run"] = result.run_id
-            journal.append(row)
-            bar_in.update(1)
-            if row["status"] != "done":
-                bar_in.write(f"failed: {item.source}: {row['error']}", file=sys.stderr)
+    def __init__(self, ray: Any, run: RunSettings, pool: _WorkerPool, tasks: list[Task], journal: Journal,
+                 result: BatchResult, batch: list[BatchInput], n_inputs: int) -> None:
+        self.ray = ray
+        self.run_settings = run
+        self.pool = pool
+        self.journal = journal
+        self.result = result
+        self.batch = batch
+        self.queue: collections.deque[Task] = collections.deque(tasks)
+        self.inflight: dict[int, collections.deque[tuple[Any, Task]]] = {
+            i: collections.deque() for i in range(len(pool.actors))}
+        self.owner: dict[Any, int] = {}
+        self.parts: dict[str, list[dict[str, Any]]] = {}  # key -> rows of its segments done so far
+        self.failed_split: set[str] = set()  # split inputs already recorded as failed
+        self.bar = _bar(run.progress, n_inputs)
 
-        bar_in = _bar(show, len(todo))
+    def run(self) -> None:
+        """Until every task is back, or Ctrl-C (``result.interrupted``)."""
+        show = self.run_settings.progress
         t_start = time.monotonic()
         last_manifest = last_poll = time.monotonic()
         try:
-            for slot in range(len(actors)):  # one each first, so every worker gets work
-                if queue:
-                    send(slot)
-            for slot in range(len(actors)):
-                submit(slot)
-            while owner:
-                ready, _ = ray.wait(list(owner), num_returns=1, timeout=0.5)
+            for slot in range(len(self.pool.actors)):  # one each first, so every worker gets work
+                if self.queue:
+                    self.send(slot)
+            for slot in range(len(self.pool.actors)):
+                self.submit(slot)
+            while self.owner:
+                ready, _ = self.ray.wait(list(self.owner), num_returns=1, timeout=0.5)
                 for ref in ready:
-                    slot = owner.pop(ref)
-                    lane = inflight[slot]
-                    idx = next(k for k, (r, _) in enumerate(lane) if r == ref)
-                    _, task = lane[idx]
-                    item = task[0]
-                    del lane[idx]
-                    try:
-                        row = ray.get(ref)
-                    except ray.exceptions.RayActorError as exc:
-                        if idx != 0:  # queued behind the input that killed the worker: try again
-                            queue.appendleft(task)
-                            continue
-                        oom = isinstance(exc, getattr(ray.exceptions, "OutOfMemoryError", ())) or \
-                            "out of memory" in str(exc).lower()
-                        reason = "out of memory" if oom else "killed, or out of memory?"
-                        row = _row_failed(item, f"the worker died while processing it ({reason}); rerun to retry")
-                        for r, queued in list(lane):  # the calls queued behind it die with it
-                            owner.pop(r, None)
-                            queue.appendleft(queued)
-                        lane.clear()
-                        ray.kill(actors[slot])
-                        actors[slot] = new_worker()
-                    except ray.exceptions.RayError as exc:
-                        row = _row_failed(item, f"internal error: {str(exc).strip().splitlines()[-1]}")
-                    finish(task, row)
-                    submit(slot)
+                    self.collect(ref)
                 now = time.monotonic()
                 if show and now - last_poll >= 0.5:
                     last_poll = now
-                    try:
-                        done, total = ray.get(progress.get.remote(), timeout=5)
-                        rate = done / max(now - t_start, 1e-9)
-                        bar_in.set_postfix_str(f"frames {done}/{max(total, done)}, {rate:.1f} frames/s", refresh=True)
-                    except ray.exceptions.RayError:
-                        pass
+                    self.show_frames(now - t_start)
                 if now - last_manifest >= MANIFEST_EVERY_S:
                     last_manifest = now
-                    _write_tables(out, journal, batch)
+                    _write_tables(self.run_settings.out, self.journal, self.batch)
         except KeyboardInterrupt:
-            result.interrupted = True
+            self.result.interrupted = True
         finally:
-            bar_in.close()
-    finally:
-        for a in created:
-            try:
-                ray.kill(a)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+            self.bar.close()
+
+    def send(self, slot: int) -> None:
+        run = self.run_settings
+        item, segment = task = self.queue.popleft()
+        ref = self.pool.actors[slot].process.remote(item, str(run.out), run.video, run.max_frames, segment)
+        self.inflight[slot].append((ref, task))
+        self.owner[ref] = slot
+
+    def submit(self, slot: int) -> None:
+        # a photo may wait behind the current input (a few ms of work: the worker never idles
+        # between photos); a video never does, so no worker idles while another has a queue
+        lane, queue = self.inflight[slot], self.queue
+        while queue and (not lane or (len(lane) < IN_FLIGHT and queue[0][0].kind == "image")):
+            self.send(slot)
+
+    def collect(self, ref: Any) -> None:
+        """One call is back: its row, or the failure of the worker it ran on."""
+        ray = self.ray
+        slot = self.owner.pop(ref)
+        lane = self.inflight[slot]
+        idx = next(k for k, (r, _) in enumerate(lane) if r == ref)
+        _, task = lane[idx]
+        item = task[0]
+        del lane[idx]
+        try:
+            row = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            if idx != 0:  # queued behind the input that killed the worker: try again
+                self.queue.appendleft(task)
+                return
+            row = self.worker_died(slot, item, exc)
+        except ray.exceptions.RayError as exc:
+            row = _row_failed(item, f"internal error: {str(exc).strip().splitlines()[-1]}")
+        self.finish(task, row)
+        self.submit(slot)
+
+    def worker_died(self, slot: int, item: BatchInput, exc: Exception) -> dict[str, Any]:
+        """The failed row of the input a worker died on; the calls queued behind it go back
+        to the queue and a fresh worker takes the slot."""
+        oom = isinstance(exc, getattr(self.ray.exceptions, "OutOfMemoryError", ())) or \
+            "out of memory" in str(exc).lower()
+        reason = "out of memory" if oom else "killed, or out of memory?"
+        lane = self.inflight[slot]
+        for r, queued in list(lane):  # the calls queued behind it die with it
+            self.owner.pop(r, None)
+            self.queue.appendleft(queued)
+        lane.clear()
+        self.pool.replace(slot)
+        return _row_failed(item, f"the worker died while processing it ({reason}); rerun to retry")
+
+    def finish(self, task: Task, row: dict[str, Any]) -> None:
+        """Record an input, or keep a segment's row until its input's last one is back."""
+        from .tasks import merge_segments
+
+        item, segment = task
+        if segment is None:
+            self.record(item, row)
+        elif item.key not in self.failed_split and row["status"] != "done":
+            self.failed_split.add(item.key)  # its other segments are not worth doing
+            rest = [t for t in self.queue if t[0].key != item.key]
+            self.queue.clear()
+            self.queue.extend(rest)
+            row = {k: v for k, v in row.items() if k not in ("segment", "partial")}
+            self.record(item, {**row, "error": f"{segment.describe()}: {row['error']}", "segments": segment.count})
+        elif item.key not in self.failed_split:
+            done = self.parts.setdefault(item.key, [])
+            done.append(row)
+            if len(done) == segment.count:
+                try:
+                    row = merge_segments(self.run_settings.out, item, self.parts.pop(item.key))
+                except OSError as exc:
+                    row = _row_failed(item, f"its {segment.count} segments could not be merged: {exc}")
+                self.record(item, row)
+
+    def record(self, item: BatchInput, row: dict[str, Any]) -> None:
+        row["settings"] = self.run_settings.settings
+        row["stamp"] = file_stamp(item)
+        row["run"] = self.result.run_id
+        self.journal.append(row)
+        self.bar.update(1)
+        if row["status"] != "done":
+            self.bar.write(f"failed: {item.source}: {row['error']}", file=sys.stderr)
+
+    def show_frames(self, elapsed: float) -> None:
+        """Frames done so far and the rate, from the workers' progress counter, on the bar."""
+        try:
+            done, total = self.ray.get(self.pool.progress.get.remote(), timeout=5)
+        except self.ray.exceptions.RayError:
+            return
+        rate = done / max(elapsed, 1e-9)
+        self.bar.set_postfix_str(f"frames {done}/{max(total, done)}, {rate:.1f} frames/s", refresh=True)

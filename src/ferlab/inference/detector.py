@@ -15,6 +15,7 @@ back; it also caps the side detection sees, so huge photos stay fast.
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -256,10 +257,29 @@ CANDIDATE_THRESHOLD = 0.3
 """Boxes a pass scores from this up to the detector's threshold (0.8) are candidates: small faces
 score low (a 24 px face reaches 0.8 in 88% of cases, 0.3 in 94%), so each candidate gets a
 second look on a crop enlarged until it is ``VERIFY_FACE`` px, and is kept only if YuNet finds
-it there at the detector's own threshold. On face-free backgrounds YuNet gives about one such
-candidate in 15 frames of 640x480, so the second looks cost nothing there."""
-VERIFY_FACE = 64  # px: the candidate's side in its second look, where YuNet is sure
+it there with a score of at least ``CONFIRM_THRESHOLD``. On face-free backgrounds YuNet gives
+about one such candidate in 15 frames of 640x480, so the second looks cost nothing there."""
+VERIFY_FACE = 96
+"""The candidate's side (px) in its second look. Faces cut by the frame's edge and faces with
+little around them (a tight crop pasted on a background) are the usual candidates; at 96 px YuNet
+confirms more of them than at 64 px, and a second look still costs a few milliseconds."""
+CONFIRM_THRESHOLD = 0.6
+"""YuNet's score in the second look that confirms a candidate. Non-faces score near 0 there
+while true faces cut by an edge often score 0.6-0.8, so 0.6 keeps those faces without adding
+false faces: ``benchmarks/bench_scale.py`` measures this policy against the stricter second look
+(0.8 at 64 px) in one run (``benchmarks/results-scale.txt``)."""
 VERIFY_CONTEXT = 3.0  # the second look's crop is this many candidate sides wide: the head and around it
+FOLLOWED_IOU = 0.5  # a candidate overlapping a face the stream follows this much is that face
+REJECTED_IOU = 0.3  # ... and one overlapping a recently rejected candidate this much is that candidate
+RECHECK_SECONDS = 0.5
+"""A candidate the second look rejected is not looked at again in about the same place until the
+stream's clock passes the next multiple of this (seconds of stream time): the same rejected
+candidates come back frame after frame in video (a face in profile, a poster, a face cut by the
+frame), and looking at each of them every frame would almost double the cost of a 640x480
+frame with four faces. The periods are fixed on the stream's own timestamps, not counted from
+each rejection, so what a frame's detection remembers depends only on the frames since the
+period began: a video cut into segments (``ferlab batch``), each with a warm-up longer than a
+period, detects exactly what the unsplit run detects."""
 MAX_CANDIDATES = 16  # second looks per frame at most (highest scores first)
 CONTAINED = 0.6  # a box with this share of its area inside a box twice its side is part of that face
 TILE = 2560
@@ -268,6 +288,50 @@ the frame and shrunk on its own: YuNet's memory grows with its input (about 50 b
 1.1 GB for a 6144x3456 copy), a tile's does not. Tiles overlap by ``TILE_OVERLAP``, more than
 the largest face a finer pass reports, so every such face lies whole in one tile."""
 TILE_OVERLAP = YUNET_LARGEST + 32
+
+
+class StreamMemory:
+    """What one video stream's detection remembers between frames, so that candidates seen
+    before need no second look: the faces the stream follows (its tracker's confirmed boxes in
+    the previous frame; a candidate on one is that face again and is kept) and the candidates
+    the second look rejected since the current ``RECHECK_SECONDS`` period of stream time began
+    (one in about the same place is dropped without a look until the next period). Owned by
+    one stream (a
+    :class:`~ferlab.inference.recognizer.Session`), never shared: the detector itself is shared."""
+
+    def __init__(self) -> None:
+        self.followed = np.zeros((0, 4))
+        self._rejected: list[np.ndarray] = []
+        self._period: int | None = None
+
+    def next_round(self, followed: np.ndarray, timestamp: float) -> None:
+        """Start a detection round at ``timestamp`` (seconds of stream time): the boxes followed
+        now; a new period forgets the rejections."""
+        self.followed = np.asarray(followed, np.float64).reshape(-1, 4)
+        period = math.floor(timestamp / RECHECK_SECONDS)
+        if period != self._period:
+            self._period, self._rejected = period, []
+
+    def reset(self) -> None:
+        """A scene cut or a new stream: nothing seen before is still there."""
+        self.followed = np.zeros((0, 4))
+        self._rejected, self._period = [], None
+
+    def follows(self, squares: np.ndarray) -> np.ndarray:
+        return _overlaps(squares, self.followed, FOLLOWED_IOU)
+
+    def recently_rejected(self, squares: np.ndarray) -> np.ndarray:
+        return _overlaps(squares, np.array(self._rejected, np.float64).reshape(-1, 4), REJECTED_IOU)
+
+    def reject(self, squares: np.ndarray) -> None:
+        self._rejected += list(squares)
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
+    """For each box of ``a``: does a box of ``b`` overlap it with IoU >= ``threshold``?"""
+    if not len(a) or not len(b):
+        return np.zeros(len(a), bool)
+    return iou_matrix(a, b).max(axis=1) >= threshold
 
 
 @dataclass(frozen=True)
@@ -349,6 +413,8 @@ class ScaledDetector:
         # YuNet's trusted range and the second look, as attributes so benchmarks can vary them
         self.smallest, self.largest = float(YUNET_SMALLEST), float(YUNET_LARGEST)
         self.candidate_threshold: float | None = CANDIDATE_THRESHOLD
+        self.confirm_threshold, self.verify_face = CONFIRM_THRESHOLD, float(VERIFY_FACE)
+        self.verify_context = VERIFY_CONTEXT
         self._scaled_cache: dict[float, FaceDetector] = {}
 
     # -- the plan ------------------------------------------------------------------------
@@ -437,12 +503,12 @@ class ScaledDetector:
 
     def _second_look(self, bgr: np.ndarray, row: np.ndarray) -> np.ndarray | None:
         """YuNet again on a crop around a candidate, enlarged (or shrunk) until the candidate is
-        ``VERIFY_FACE`` px: its row there (frame pixels) if it finds the face at its own
-        threshold, else None. Parts of the crop outside the frame are black, as YuNet pads."""
+        ``verify_face`` px: its row there (frame pixels) if it finds the face with a score of at
+        least ``confirm_threshold``, else None. Parts of the crop outside the frame are black, as YuNet pads."""
         x, y, w, h = (float(v) for v in row[:4])
         side = max(w, h)
-        f = VERIFY_FACE / side
-        half = VERIFY_CONTEXT * side / 2
+        f = self.verify_face / side
+        half = self.verify_context * side / 2
         cx, cy = x + w / 2, y + h / 2
         rx0, ry0 = cx - half, cy - half
         fx0, fy0 = max(0, int(np.floor(rx0))), max(0, int(np.floor(ry0)))
@@ -456,7 +522,7 @@ class ScaledDetector:
         left, top = max(0, int(round((fx0 - rx0) * f))), max(0, int(round((fy0 - ry0) * f)))
         crop = cv2.copyMakeBorder(crop, top, max(0, full - top - out_h), left, max(0, full - left - out_w),
                                   cv2.BORDER_CONSTANT, value=0)
-        rows = self.inner.detect_faces(crop)  # type: ignore[union-attr]
+        rows = self.inner.detect_faces(crop, self.confirm_threshold)  # type: ignore[union-attr]
         if not len(rows):
             return None
         rows = _moved(rows, -left, -top, 1 / f, 1 / f, fx0, fy0)
@@ -465,8 +531,10 @@ class ScaledDetector:
         best = int(np.argmax(np.where(overlap >= 0.3, rows[:, 14], -1)))
         return rows[best] if overlap[best] >= 0.3 else None
 
-    def detect_faces(self, bgr: np.ndarray) -> np.ndarray:
-        """YuNet's (K, 15) rows over every pass, merged, in frame pixels (YuNet only)."""
+    def detect_faces(self, bgr: np.ndarray, memory: StreamMemory | None = None) -> np.ndarray:
+        """YuNet's (K, 15) rows over every pass, merged, in frame pixels (YuNet only).
+        ``memory``: what the stream this frame belongs to remembers of its earlier frames
+        (:class:`StreamMemory`), so the same candidates are not looked at again and again."""
         if bgr.ndim == 2:
             bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
         plan = self.plan(bgr.shape)
@@ -476,19 +544,29 @@ class ScaledDetector:
             # among the boxes finally kept, so an unconfirmed large candidate cannot hide a face
             faces = merge_passes(faces, self.inner.nms_threshold, parts=False)  # type: ignore[union-attr]
             sure = faces[:, 14] >= self.inner.score_threshold  # type: ignore[union-attr]
-            low = np.flatnonzero(~sure)
+            skip = np.zeros_like(sure)
+            if memory is not None and not sure.all():
+                squares = square_boxes(faces[:, :4].astype(np.float64))
+                sure |= memory.follows(squares)
+                skip = ~sure & memory.recently_rejected(squares)
+            low = np.flatnonzero(~sure & ~skip)
             low = low[np.argsort(-faces[low, 14])][:MAX_CANDIDATES]
-            looked = [r for r in (self._second_look(bgr, faces[i]) for i in low) if r is not None]
-            faces = np.concatenate([faces[sure]] + [r[None] for r in looked])
+            looked = [(i, self._second_look(bgr, faces[i])) for i in low]
+            if memory is not None:
+                memory.reject(square_boxes(np.array([faces[i, :4] for i, r in looked if r is None],
+                                                    np.float64).reshape(-1, 4)))
+            kept = [r[None] for _, r in looked if r is not None]
+            faces = np.concatenate([faces[sure]] + kept)
             return merge_passes(faces, self.inner.nms_threshold)  # type: ignore[union-attr]
         if len(plan) > 1 or any(len(p.tiles(bgr.shape)) > 1 for p in plan):
             faces = merge_passes(faces, self.inner.nms_threshold)  # type: ignore[union-attr]
         return faces
 
-    def detect(self, bgr: np.ndarray, gray: np.ndarray) -> np.ndarray:
+    def detect(self, bgr: np.ndarray, gray: np.ndarray, memory: StreamMemory | None = None) -> np.ndarray:
+        """(K, 4) int boxes in frame pixels; ``memory`` as in :meth:`detect_faces`."""
         if not isinstance(self.inner, YuNetDetector) or not self.work_side:
             return self._single(bgr, gray, self._effective_scale(gray.shape))
-        faces = self.detect_faces(bgr)
+        faces = self.detect_faces(bgr, memory)
         if not len(faces):
             return _empty()
         boxes = square_boxes(faces) if self.inner.square else faces[:, :4]

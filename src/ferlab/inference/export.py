@@ -22,10 +22,8 @@ import numpy as np
 from ..constants import IMAGE_SIZE
 from ..errors import FerlabError
 from ..fileio import write_bytes
-from ..preprocessing import faces_to_input, resize_face
-# the file format's names, re-exported for code written when they lived here
-from .onnx_format import (DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, cache_dir, cached_export,  # noqa: F401
-                          export_bytes, parse_metadata, quantize_int8, read_metadata)
+from .preprocess import faces_to_input, resize_face
+from .onnx_format import DEFAULT_OPSET, export_bytes, quantize_int8
 
 
 @dataclass(frozen=True)
@@ -156,7 +154,7 @@ def verify_onnx(onnx_model: bytes | str | os.PathLike[str], checkpoint: Any,
 def _as_checkpoint(spec: Any) -> Any:
     if hasattr(spec, "model") and hasattr(spec, "meta"):
         return spec
-    from ..models.checkpoint import load_checkpoint
+    from ..research.nets.checkpoint import load_checkpoint
     from ..models.hub import resolve_model
 
     return load_checkpoint(resolve_model(spec))

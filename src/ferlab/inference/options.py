@@ -24,7 +24,7 @@ from ..errors import FerlabError
 
 BACKENDS = ("auto", "torch", "onnx")
 DETECTORS = ("haar", "yunet")
-SMOOTHING_MODES = ("window", "ema", "none", "shared")
+SMOOTHING_MODES = ("window", "ema", "none")
 TTA_MODES = ("none", "flip")
 SCOPES = ("model", "detector", "stream")
 
@@ -79,8 +79,7 @@ class InferenceOptions:
                                        type=int, metavar="PX")
     # -- stream (tracking + smoothing) ---------------------------------------------------
     smoothing: str = _opt("window", "stream", "window = per-face mean of the last N frames (Eq. 26); ema = per-face "
-                          "exponential average; none = raw; shared = the thesis's Algorithm 1 (ONE buffer for all "
-                          "faces, mixes people; for comparison with Exp. 15)", choices=SMOOTHING_MODES)
+                          "exponential average; none = raw", choices=SMOOTHING_MODES)
     window: int = _opt(10, "stream", "smoothing window N (default 10, Table 5)", type=int, metavar="N")
     ema_alpha: float | None = _opt(None, "stream", "EMA weight of the new frame (default 2/(N+1))", type=float,
                                    metavar="A")
@@ -180,7 +179,8 @@ class InferenceOptions:
     def to_dict(self) -> dict[str, Any]:
         return self.subset()
 
-    # read-only mapping access, for code written when ``Recognizer.options`` was a dict
+    # the mapping protocol, so an options object unpacks into keyword arguments
+    # (``Recognizer.from_pretrained(**opts)``)
     def __getitem__(self, name: str) -> Any:
         if name not in self.names():
             raise KeyError(name)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -358,6 +358,17 @@ def layout(frame_shape: tuple[int, ...], faces: Sequence[Face], fps: float | Non
         return tags, []
     return tags, layout_panels(frame_shape, boxes, u, class_names=[f.class_names for f in faces],
                                tags=[t.rect for t in tags], obstacles=obstacles)
+
+
+def layout_json(frame_shape: tuple[int, ...], faces: Sequence[Face]) -> dict[str, list[dict[str, Any]]]:
+    """:func:`layout`'s plan for a page that draws the faces itself (``ferlab serve``), so the
+    page and :func:`annotate` place labels and distributions the same way from one
+    computation: ``tags[i]`` (the label's text and the rectangle of its background) and
+    ``panels[i]`` (``kind`` full, small or strip, its rectangle and ``scale``) for
+    ``faces[i]``, in the frame's pixels. No frame-rate line: the page shows its own."""
+    tags, panels = layout(frame_shape, faces)
+    return {"tags": [{"text": label_of(f)[0], "rect": [int(v) for v in t.rect]} for f, t in zip(faces, tags)],
+            "panels": [{"kind": p.kind, "rect": [int(v) for v in p.rect], "scale": p.scale} for p in panels]}
 
 
 def annotate(frame: np.ndarray, frame_result: FrameResult | Sequence[Face], fps: float | None = None,

@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import FerlabError
-from ..preprocessing import crop_faces, faces_to_input, make_batch
 from ..probabilities import softmax, temper
 from .backends import Backend, OnnxBackend, make_backend
-from .detector import FaceDetector, make_detector
+from .detector import FaceDetector, ScaledDetector, StreamMemory, make_detector
 from .model_info import ModelInfo
 from .options import InferenceOptions, split_options
-from .preprocess import clip_boxes, load_image, to_bgr, to_gray
+from .preprocess import clip_boxes, crop_faces, faces_to_input, load_image, make_batch, to_bgr, to_gray
 from .results import Face, FrameResult
 from .smoothing import make_smoother
 from .stream import FrameFilter, Sink, Stream
@@ -34,7 +33,7 @@ from .tracker import IouTracker, face_descriptor
 @dataclass(frozen=True)
 class Calibration:
     """A model's temperature T and ``uncertain`` threshold, both fitted on PublicTest by
-    :func:`ferlab.evaluation.run.calibrate` and kept in the shipped sidecar (``calibration``).
+    :func:`ferlab.research.evaluation.run.calibrate` and kept in the shipped sidecar (``calibration``).
 
     A face's uncertainty is 1 - max softmax(z / T) of the distribution shown for it: the raw
     per-frame probabilities for a photo (exactly what was fitted), the smoothed window for a
@@ -127,7 +126,7 @@ class Recognizer:
         if weights.suffix == ".onnx" and opts.backend in ("auto", "onnx") and str(opts.device).startswith("cpu"):
             # a model in the box is its ONNX file + sidecar: no PyTorch needed (core install)
             return cls._with_info(OnnxBackend(weights, threads=opts.threads), det, ModelInfo.read(weights), weights, opts)
-        from ..models.checkpoint import load_checkpoint
+        from ..research.nets.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(weights)
         be = make_backend(opts.backend, ckpt, weights, device=opts.device, threads=opts.threads)
@@ -142,8 +141,13 @@ class Recognizer:
                    source=str(source), info=info, options=opts)
 
     # -- stateless steps -------------------------------------------------------------------
-    def detect(self, bgr: np.ndarray, gray: np.ndarray) -> np.ndarray:
-        boxes = self.detector.detect(bgr, gray)
+    def detect(self, bgr: np.ndarray, gray: np.ndarray, memory: StreamMemory | None = None) -> np.ndarray:
+        """Face boxes of one frame, clipped to it. ``memory``: what the frame's stream saw
+        before (:class:`~ferlab.inference.detector.StreamMemory`; the default policy uses it)."""
+        if memory is not None and isinstance(self.detector, ScaledDetector):
+            boxes = self.detector.detect(bgr, gray, memory)
+        else:
+            boxes = self.detector.detect(bgr, gray)
         return clip_boxes(boxes, gray.shape[1], gray.shape[0])
 
     def classify(self, gray: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -161,7 +165,7 @@ class Recognizer:
     def _probs(self, batch: np.ndarray) -> np.ndarray:
         """Softmax of the backend's logits; with ``tta="flip"`` the faces and their mirror
         images go in one batch and the two softmaxes are averaged, as ``ferlab evaluate --tta
-        flip`` does (:func:`ferlab.evaluation.predict.probs_from_logits`)."""
+        flip`` does (:func:`ferlab.research.evaluation.predict.probs_from_logits`)."""
         if self.options.tta != "flip":
             return softmax(self.backend(batch))
         logits = self.backend(np.concatenate([batch, batch[..., ::-1]]))
@@ -269,6 +273,7 @@ class Session:
                                   max_missed=max(1, opts.max_missed // opts.detect_every),
                                   confirm=opts.confirm, appearance_threshold=opts.appearance_threshold)
         self.cuts = SceneCutDetector(opts.scene_cut)
+        self.memory = StreamMemory()
         self.detect_every = opts.detect_every
         self.frame_index = 0
         self._since_detect = 0
@@ -276,6 +281,7 @@ class Session:
 
     def reset(self) -> None:
         self.tracker.reset()
+        self.memory.reset()
         self.smoother.reset()
         self.cuts.reset()
         self.frame_index = 0
@@ -319,11 +325,13 @@ class Session:
         forget: list[int] = []  # applied by _judge, in frame order, before this frame's faces
         if self.cuts(gray):
             forget += self.tracker.end_all()
+            self.memory.reset()
             self._since_detect = 0
         detect_now = self._since_detect % self.detect_every == 0
         self._since_detect += 1
         if detect_now:
-            boxes = rec.detect(bgr, gray)
+            self.memory.next_round(np.array([t.box for t in self.tracker.visible], np.float64), float(timestamp))
+            boxes = rec.detect(bgr, gray, self.memory)
             crops = crop_faces(gray, boxes)
             descriptors = [face_descriptor(c) for c in crops] if self.tracker.appearance_threshold > 0 else None
             ids, expired = self.tracker.update(boxes, descriptors)

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -303,17 +304,18 @@ class ProgressSink:
 
 
 class RecordsSink:
-    """Collects ``FrameResult.to_dict()`` of every frame in ``records`` (the web server's
-    video analysis; keep it to bounded runs)."""
+    """Collects a record of every frame in ``records`` (the web server's video analysis; keep
+    it to bounded runs): ``FrameResult.to_dict()``, or what ``record(frame, result)`` makes."""
 
-    def __init__(self) -> None:
+    def __init__(self, record: Callable[[np.ndarray, FrameResult], dict[str, Any]] | None = None) -> None:
         self.records: list[dict[str, Any]] = []
+        self.record = record
 
     def open(self, ctx: StreamContext) -> None:
         pass
 
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
-        self.records.append(result.to_dict())
+        self.records.append(result.to_dict() if self.record is None else self.record(frame, result))
 
     def close(self) -> None:
         pass

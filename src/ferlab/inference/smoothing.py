@@ -5,9 +5,9 @@ its state per key (a track id), so two people never share a history. Time is cou
 frames: ``update(key, probs, frame=i)`` makes the window "the last N frames" (Eq. 26), so after
 a face was lost for a while the observations from before the gap drop out as frames pass,
 instead of being averaged with the new ones. Without ``frame`` the observations of a key are
-counted instead (the same thing when a face is seen in every frame). ``SharedBufferSmoother``
-is the exception on purpose: it is Algorithm 1 of the thesis verbatim (one buffer for every
-face of every frame), kept so Experiment 15 can be reproduced and compared.
+counted instead (the same thing when a face is seen in every frame). The thesis's own loop,
+one buffer for every face (Algorithm 1), is the research kit's
+(:mod:`ferlab.research.experiments.shared_buffer`).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Hashable, Protocol
 import numpy as np
 
 from ..errors import FerlabError
-from .options import DEFAULTS, SMOOTHING_MODES  # noqa: F401 - SMOOTHING_MODES is re-exported
+from .options import DEFAULTS, SMOOTHING_MODES
 
 
 class Smoother(Protocol):
@@ -120,31 +120,6 @@ class NoSmoother:
         pass
 
 
-class SharedBufferSmoother:
-    """The thesis's Algorithm 1, lines 2 and 12-13: ONE buffer of the last ``n`` distributions
-    of all faces, appended face by face in detection order; each face shows the mean of the
-    buffer right after its own append. With several people this mixes their emotions, which
-    is why it is not the default."""
-
-    name = "shared"
-
-    def __init__(self, n: int = 10) -> None:
-        if n < 1:
-            raise FerlabError(f"smoothing window must be >= 1, got {n}")
-        self.n = int(n)
-        self._buffer: deque[np.ndarray] = deque(maxlen=self.n)
-
-    def update(self, key: Hashable, probs: np.ndarray, frame: int | None = None) -> np.ndarray:
-        self._buffer.append(np.asarray(probs, np.float64))  # verbatim: entries, not frames
-        return np.mean(self._buffer, axis=0)
-
-    def forget(self, key: Hashable) -> None:
-        pass  # one buffer for everyone: nothing per face to drop
-
-    def reset(self) -> None:
-        self._buffer.clear()
-
-
 def make_smoother(mode: str = DEFAULTS.smoothing, window: int = DEFAULTS.window,
                   ema_alpha: float | None = DEFAULTS.ema_alpha) -> Smoother:
     if mode == "window":
@@ -153,6 +128,4 @@ def make_smoother(mode: str = DEFAULTS.smoothing, window: int = DEFAULTS.window,
         return EmaSmoother(ema_alpha, window)
     if mode == "none":
         return NoSmoother()
-    if mode == "shared":
-        return SharedBufferSmoother(window)
     raise FerlabError(f"unknown smoothing {mode!r}; choose one of {', '.join(SMOOTHING_MODES)}")

@@ -9,7 +9,7 @@ ferlab installs two models (``ferlab/pretrained``), named for what they read:
 Each is one ``NAME.onnx`` (the weights, stored once, in float16) and one ``NAME.json`` (config,
 calibration, metrics). ONNX Runtime runs the file in the core install; PyTorch (Grad-CAM,
 evaluation, fine-tuning from it) reads the same tensors back out of it
-(:func:`ferlab.models.checkpoint.load_checkpoint`). The default is pinned by name in
+(:func:`ferlab.research.nets.checkpoint.load_checkpoint`). The default is pinned by name in
 :data:`DEFAULT_MODEL`, so adding a file never changes what users get.
 
 Other checkpoints are found by path, or by name in a *model zoo*: a folder of
@@ -136,6 +136,6 @@ def is_shipped(weights: str | Path) -> bool:
 
 
 def load(spec: str | Path | None = None, map_location: str = "cpu"):  # noqa: ANN201
-    from .checkpoint import load_checkpoint
+    from ..research.nets.checkpoint import load_checkpoint
 
     return load_checkpoint(resolve_model(spec), map_location)

@@ -1,17 +1,21 @@
 """The ``ferlab serve`` web app: a page for the webcam and uploads, and the JSON API behind it.
 
 Endpoints (JSON shapes are those of ``Face.to_dict()`` / ``FrameResult.to_dict()``, the same
-as ``ferlab predict`` / ``ferlab video --jsonl`` and the Python API):
+as ``ferlab predict`` / ``ferlab video --jsonl`` and the Python API, plus ``layout``: where
+each face's label and distribution go, :func:`ferlab.inference.overlay.layout_json`, which
+the page draws as it is sent):
 
 * ``POST /api/predict``: one photo (raw body or multipart field ``file``) ->
-  ``{"file", "width", "height", "faces": [...]}``; ``?annotate=true`` returns the annotated JPEG.
-* ``POST /api/video``: a short video -> per-frame records (one tracking session).
+  ``{"file", "width", "height", "faces": [...], "layout"}``; ``?annotate=true`` returns the
+  annotated JPEG.
+* ``POST /api/video``: a short video -> per-frame records (one tracking session), each with
+  its ``layout``.
 * ``GET /api/health``, ``GET /api/model``; ``/openapi.json``; ``/docs`` is ferlab's own
   offline page over the schema (FastAPI's Swagger page loads its code from a CDN, which
   offline machines and many networks cannot reach).
 * ``WS /ws/live``: the client sends JPEG frames as binary messages and gets one JSON text
   message per processed frame: ``{"type": "result", "seq", "dropped", "width", "height",
-  "server_ms", "frame", "time", "faces"}`` (or ``{"type": "error", "error"}``). ``seq`` counts
+  "server_ms", "frame", "time", "faces", "layout"}`` (or ``{"type": "error", "error"}``). ``seq`` counts
   the frames received on the connection. A text message ``{"type": "reset"}`` starts a new
   session (new track ids, empty smoothing).
 
@@ -108,14 +112,21 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
     name, checkpoint, run folder; None = default model) loaded with ``options``
     (:class:`~ferlab.inference.options.InferenceOptions`; default options when None).
     ``access``: allowed Host names and the token (default: loopback names, no token)."""
-    from .._version import __version__
-
     limits = limits or Limits()
     access = access or Access()
     engine = Engine(_load_recognizer(recognizer_or_model_path, options), limits)
-    model_info = describe_model(engine.recognizer)
-    static_files = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _MEDIA_TYPES} \
-        if STATIC_DIR.is_dir() else {}
+    app = _new_app(engine, access)
+    _add_error_handlers(app)
+    _add_pages(app)
+    _add_info_routes(app, engine)
+    _add_upload_routes(app, engine)
+    _add_live_route(app, engine)
+    return app
+
+
+def _new_app(engine: Engine, access: Access) -> FastAPI:
+    """The FastAPI app, its state, the engine's shutdown and the access guards."""
+    from .._version import __version__
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -125,11 +136,17 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
     app = FastAPI(title="ferlab", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Facial emotion recognition (FER2013, 7 classes) on photos, videos and live frames.")
     app.state.engine = engine
-    app.state.limits = limits
+    app.state.limits = engine.limits
     app.state.access = access
     # Added last = outermost: the Host check runs first, on HTTP and websocket alike.
     app.add_middleware(AccessGuard, access=access)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(access.allowed_hosts), www_redirect=False)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Upload refusals and ferlab's own errors as ``{"detail": ...}``; a client that hung up
+    as a log line only."""
 
     @app.exception_handler(UploadError)
     async def _upload_error(_: Request, exc: UploadError) -> JSONResponse:
@@ -143,19 +160,15 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
         log.debug("client %s hung up during %s", request.client, request.url.path)
         return Response(status_code=CLIENT_GONE)
 
-    async def _read(request: Request) -> Upload:
-        """The upload, read within the client's upload slot (:meth:`Engine.upload_slot`)."""
-        with engine.upload_slot(request.client.host if request.client else "unknown"):
-            return await read_upload(request, limits.max_upload_bytes, idle_s=limits.upload_idle_s,
-                                     min_rate=limits.upload_min_rate)
-
-    def _busy_photos() -> None:
-        if engine.pending >= limits.max_pending:
-            raise UploadError(503, "server busy: too many photos in progress, retry in a moment")
-
     @app.exception_handler(FerlabError)
     async def _ferlab_error(_: Request, exc: FerlabError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
+def _add_pages(app: FastAPI) -> None:
+    """The page, the API's own docs page and their static files."""
+    static_files = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _MEDIA_TYPES} \
+        if STATIC_DIR.is_dir() else {}
 
     def _static(name: str) -> Response:
         path = static_files.get(name)
@@ -176,6 +189,14 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
         # Only names listed at start-up are served: no path ever reaches the file system.
         return _static(name)
 
+
+def _add_info_routes(app: FastAPI, engine: Engine) -> None:
+    """``/api/health`` and ``/api/model``."""
+    from .._version import __version__
+
+    limits = engine.limits
+    model_info = describe_model(engine.recognizer)
+
     @app.get("/api/health", summary="Liveness and current load")
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "model": model_info["name"],
@@ -188,20 +209,23 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
     def model() -> dict[str, Any]:
         return model_info
 
+
+def _add_upload_routes(app: FastAPI, engine: Engine) -> None:
+    """``POST /api/predict`` (a photo) and ``POST /api/video``."""
+
     @app.post("/api/predict", summary="Faces and emotions in one photo", openapi_extra=_UPLOAD_BODY,
               responses={**_ERRORS, 200: {"content": {"application/json": {}, "image/jpeg": {}}}})
     async def predict(request: Request, annotate: bool = Query(False, description="return the annotated JPEG")
                       ) -> Response:
-        _busy_photos()  # no point reading a body that would be refused
-        upload = await _read(request)
-        _busy_photos()  # a request counts as pending once its body is in, not while it arrives
+        _refuse_if_busy(engine)  # no point reading a body that would be refused
+        upload = await _read(engine, request)
+        _refuse_if_busy(engine)  # a request counts as pending once its body is in, not while it arrives
         engine.pending += 1
         try:
-            width, height, faces, jpeg = await engine.call(engine.predict, upload, annotate)
-            if jpeg is not None:
-                return Response(jpeg, media_type="image/jpeg")
-            return JSONResponse({"file": upload.filename, "width": width, "height": height,
-                                 "faces": [f.to_dict() for f in faces]})
+            out = await engine.call(engine.predict, upload, annotate)
+            if isinstance(out, bytes):
+                return Response(out, media_type="image/jpeg")
+            return JSONResponse({"file": upload.filename, **out})
         finally:
             engine.pending -= 1
 
@@ -210,36 +234,60 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
     async def video(request: Request, sample_fps: float | None = Query(
             None, gt=0, le=120, description="frames analysed per second of video (default: the server's video_fps)")
                     ) -> dict[str, Any]:
-        if engine.video_jobs >= limits.max_video_jobs:
+        if engine.video_jobs >= engine.limits.max_video_jobs:
             raise UploadError(503, "server busy: another video is being analysed, retry when it is done")
         engine.video_jobs += 1
-        cancel = threading.Event()
         try:
-            upload = await _read(request)
-            kind = check_video(upload)
-            filename = upload.filename
-            with tempfile.TemporaryDirectory(prefix="ferlab-serve-") as tmp:
-                path = Path(tmp) / f"upload.{kind}"
-                try:
-                    path.write_bytes(upload.data)
-                except OSError as exc:
-                    raise UploadError(507, f"the server could not store the video: {exc.strerror or exc}") from None
-                del upload
-                job = asyncio.ensure_future(engine.call(engine.analyse_video, path, sample_fps, cancel, video=True))
-                try:
-                    while not job.done():
-                        await asyncio.wait({job}, timeout=0.5)
-                        if not job.done() and await request.is_disconnected():
-                            cancel.set()  # nobody is waiting for the answer
-                    result = job.result()
-                finally:
-                    cancel.set()
-                    if not job.done():  # the handler itself was cancelled: let the worker stop first
-                        with contextlib.suppress(Exception):
-                            await asyncio.shield(job)
-            return {"file": filename, **result}
+            return await _analyse_video_upload(engine, request, sample_fps)
         finally:
             engine.video_jobs -= 1
+
+
+async def _read(engine: Engine, request: Request) -> Upload:
+    """The upload, read within the client's upload slot (:meth:`Engine.upload_slot`)."""
+    limits = engine.limits
+    with engine.upload_slot(request.client.host if request.client else "unknown"):
+        return await read_upload(request, limits.max_upload_bytes, idle_s=limits.upload_idle_s,
+                                 min_rate=limits.upload_min_rate)
+
+
+def _refuse_if_busy(engine: Engine) -> None:
+    if engine.pending >= engine.limits.max_pending:
+        raise UploadError(503, "server busy: too many photos in progress, retry in a moment")
+
+
+async def _analyse_video_upload(engine: Engine, request: Request, sample_fps: float | None) -> dict[str, Any]:
+    """Read a video upload into a temporary file and analyse it in the video pool; a client
+    that hangs up cancels the analysis."""
+    cancel = threading.Event()
+    upload = await _read(engine, request)
+    kind = check_video(upload)
+    filename = upload.filename
+    with tempfile.TemporaryDirectory(prefix="ferlab-serve-") as tmp:
+        path = Path(tmp) / f"upload.{kind}"
+        try:
+            path.write_bytes(upload.data)
+        except OSError as exc:
+            raise UploadError(507, f"the server could not store the video: {exc.strerror or exc}") from None
+        del upload
+        job = asyncio.ensure_future(engine.call(engine.analyse_video, path, sample_fps, cancel, video=True))
+        try:
+            while not job.done():
+                await asyncio.wait({job}, timeout=0.5)
+                if not job.done() and await request.is_disconnected():
+                    cancel.set()  # nobody is waiting for the answer
+            result = job.result()
+        finally:
+            cancel.set()
+            if not job.done():  # the handler itself was cancelled: let the worker stop first
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(job)
+    return {"file": filename, **result}
+
+
+def _add_live_route(app: FastAPI, engine: Engine) -> None:
+    """``WS /ws/live``: one :class:`LiveConnection` per client, up to ``max_clients``."""
+    limits = engine.limits
 
     @app.websocket("/ws/live")
     async def live(ws: WebSocket) -> None:
@@ -256,8 +304,6 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
             await LiveConnection(ws, engine).run()
         finally:
             engine.clients -= 1
-
-    return app
 
 
 class LiveConnection:

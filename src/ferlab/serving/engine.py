@@ -104,15 +104,20 @@ class Engine:
         self.video_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- blocking work, run in the pools ---------------------------------------------------
-    def predict(self, upload: Upload, annotate: bool = False) -> tuple[int, int, list[Any], bytes | None]:
-        """(width, height, faces, annotated JPEG or None) for one uploaded photo. The decoded
-        image lives only inside this call, which holds its pixels in the budget."""
+    def predict(self, upload: Upload, annotate: bool = False) -> dict[str, Any] | bytes:
+        """One uploaded photo: its record (``width``, ``height``, ``faces`` and the ``layout``
+        the page draws them by), or with ``annotate`` the annotated JPEG. The decoded image
+        lives only inside this call, which holds its pixels in the budget."""
         with self.pixels.hold(self._declared_pixels(upload)):
             image = decode_image(upload, self.limits.max_image_pixels)
             with self._lock:
                 faces = self.recognizer.predict(image)
-            jpeg = annotated_jpeg(image, faces) if annotate else None
-            return int(image.shape[1]), int(image.shape[0]), faces, jpeg
+            if annotate:
+                return annotated_jpeg(image, faces)
+            from ..inference.overlay import layout_json
+
+            return {"width": int(image.shape[1]), "height": int(image.shape[0]),
+                    "faces": [f.to_dict() for f in faces], "layout": layout_json(image.shape, faces)}
 
     def _declared_pixels(self, upload: Upload) -> int:
         from ..errors import FerlabError
@@ -135,10 +140,9 @@ class Engine:
             t0 = time.perf_counter()
             with self._lock:
                 result = session.process(image, timestamp)
-            width, height = int(image.shape[1]), int(image.shape[0])
+            out = page_record(image, result)
+            out["width"], out["height"] = int(image.shape[1]), int(image.shape[0])
             del image
-        out = result.to_dict()
-        out["width"], out["height"] = width, height
         out["server_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         return out
 
@@ -162,7 +166,7 @@ class Engine:
                                    f"(limit {lim.max_image_pixels:,} pixels per frame)")
         native = info.fps or DEFAULT_FPS
         rate = min(sample_fps or lim.video_fps, native)
-        records = RecordsSink()
+        records = RecordsSink(page_record)
         stream = Stream(_Locked(self.new_session(), self._lock), capture, sinks=[records],
                         frame_filter=VideoBudget(lim, rate, cancel), class_names=self.class_names)
         summary = stream.run(handle_sigint=False)
@@ -173,6 +177,15 @@ class Engine:
                           "duration": round(info.frame_count / native, 3) if info.frame_count else None},
                 "sample_fps": round(rate, 3), "frames_read": summary.frames_read, "stopped": summary.stop_reason,
                 "frames": records.records}
+
+
+def page_record(frame: np.ndarray, result: Any) -> dict[str, Any]:
+    """A frame's JSON for the page (live and video): ``FrameResult.to_dict()`` and the
+    ``layout`` the page draws its faces by, computed once, here, by
+    :func:`ferlab.inference.overlay.layout_json` (as every annotated frame is)."""
+    from ..inference.overlay import layout_json
+
+    return {**result.to_dict(), "layout": layout_json(frame.shape, result.faces)}
 
 
 def annotated_jpeg(image: np.ndarray, faces: list[Any]) -> bytes:

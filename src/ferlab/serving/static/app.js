@@ -1,7 +1,8 @@
 // ferlab serve page: live webcam over a websocket, and photo/video uploads.
 // Plain JS, no build step and nothing from a CDN: the page must work offline.
-// The last drawn results are exposed on window.ferlabLast (and data-faces on the canvas)
-// so end-to-end tests and curious users can check what was drawn.
+// The last drawn results (and the layout the server sent for them) are exposed on
+// window.ferlabLast (and data-faces on the canvas) so end-to-end tests and curious users can
+// check what was drawn.
 "use strict";
 
 // Same colours as ferlab.inference.overlay (converted from BGR), so page and CLI agree.
@@ -53,119 +54,36 @@ function setStatus(el, text, isError = false) {
 
 // ---- drawing ---------------------------------------------------------------------------
 
-// Where the distributions go is planned before anything is drawn, as in
-// ferlab.inference.overlay: a frame of an audience has many faces close together and no room
-// for a full panel beside each, and a panel covering a neighbour's face or panel makes both
-// unreadable. So, largest faces first (the ones a viewer looks at), each face keeps its
-// distribution in the largest form that fits inside the canvas without overlapping any face
-// box, any label or an earlier panel: the full panel, a smaller one with the same seven rows,
-// or a one-line stacked strip under (or just inside the bottom of) its box.
-const SMALL_SCALE = 0.65; // the second try; as in overlay.py
-
-// Sizes of a distribution panel at `scale` (1 = full, what a single face has always had).
-// The small one is the full one shrunk, but never below a 6 px font and never above full.
-function panelGeometry(u, scale = 1) {
-  const full = { font: Math.round(10.5 * u), row: Math.round(12 * u), nameW: Math.round(62 * u), barW: Math.round(90 * u) };
-  let g = full;
-  if (scale !== 1) {
-    const font = Math.min(full.font, Math.max(6, Math.round(full.font * scale)));
-    g = { font,
-          row: Math.min(full.row, Math.max(font + 1, Math.round(full.row * scale))),
-          nameW: Math.min(full.nameW, Math.max(Math.round(font * 5.9), Math.round(full.nameW * scale))),
-          barW: Math.round(full.barW * scale) };
-  }
-  return { ...g, pad: 4, w: g.nameW + g.barW + 8, h: g.row * classes.length + 6 };
-}
+// Where each face's label and distribution go is the server's plan, sent with every result as
+// `layout` (ferlab.inference.overlay.layout_json, the plan every annotated video frame and
+// photo is drawn by): in a crowd each face keeps its label and its distribution, in the
+// largest form that fits (full panel, small panel, or a thin strip), without covering another
+// face, label or distribution. The page draws that plan as it is sent; rectangles are [x, y,
+// w, h] in the analysed image's pixels.
 
 function boxLine(u) { return Math.max(2, 3 * u); } // a box outline's width
-function stripHeight(u) { return Math.max(4, Math.round(8 * u)); } // thin enough for any face
+function scaled(rect, scale) { return rect.map((v) => v * scale); }
+const LABEL_FONT = (px) => `bold ${px}px system-ui, sans-serif`;
 
-// Rectangles are [x, y, w, h]; they overlap when they share some area (touching is fine).
-function overlaps(a, b) {
-  return Math.min(a[0] + a[2], b[0] + b[2]) - Math.max(a[0], b[0]) > 0
-      && Math.min(a[1] + a[3], b[1] + b[3]) - Math.max(a[1], b[1]) > 0;
-}
-
-function grow(r, m) { return [r[0] - m, r[1] - m, r[2] + 2 * m, r[3] + 2 * m]; }
-
-// Positions from lo to hi, nearest to `anchor` first: how far a panel slides along a side.
-function spans(lo, hi, anchor, steps = 6) {
-  if (hi < lo) return [];
-  const vals = new Set([anchor >= lo && anchor <= hi ? anchor : lo]);
-  for (let k = 0; k <= steps; k++) vals.add(Math.round(lo + (hi - lo) * k / steps));
-  return [...vals].sort((a, b) => Math.abs(a - anchor) - Math.abs(b - anchor) || a - b);
-}
-
-// Rects of size pw x ph beside `box`, best first: right, left, below, above (the box and its
-// label span rows top..bottom), aligned with the box's top-left, then slid along that side
-// only as far as they still read as this face's (beside it: reaching its middle row; under
-// or over it: spanning its whole width). Only those inside the W x H canvas.
-function panelCandidates(W, H, box, top, bottom, pw, ph, gap) {
-  const [x, y, bw, bh] = box;
-  const ys = spans(Math.max(0, Math.min(y, y + bh / 2 - ph)), Math.min(H - ph, y + bh / 2), y);
-  const xs = spans(Math.max(0, Math.min(x, x + bw - pw)), Math.min(W - pw, Math.max(x, x + bw - pw)), x);
-  const out = [
-    ...ys.map((v) => [x + bw + gap, v]), ...ys.map((v) => [x - gap - pw, v]),
-    ...xs.map((v) => [v, bottom + gap]), ...xs.map((v) => [v, top - gap - ph]),
-  ].map(([cx, cy]) => [cx, cy, pw, ph]);
-  return out.filter((r) => r[0] >= 0 && r[1] >= 0 && r[0] + pw <= W && r[1] + ph <= H);
-}
-
-// The plan for every face's distribution, one {kind, rect, scale} per box, in the boxes'
-// order: kind "full" or "small" (the dark panel of names and bars at `scale`), or "strip".
-// boxes and tagRects (face i's label) are canvas pixels; u is the canvas's size unit.
-// Pure, so it can be tested without reading pixels.
-function layoutPanels(W, H, boxes, tagRects = [], u = 1) {
-  const m = Math.ceil(boxLine(u) / 2) + 1; // a box's outline reaches this far out
-  const sep = Math.max(1, Math.round(2 * u)); // keeps neighbouring panels from reading as one
-  const fixed = [...boxes.map((b) => grow(b, m)), ...tagRects];
-  const placed = [];
-  const plan = new Array(boxes.length).fill(null);
-  const order = boxes.map((_, i) => i).sort((a, b) => boxes[b][2] * boxes[b][3] - boxes[a][2] * boxes[a][3] || a - b);
-  for (const i of order) {
-    const [x, y, bw, bh] = boxes[i];
-    const blocked = [...fixed, ...placed.map((p) => grow(p, sep))];
-    const free = (r) => !blocked.some((o) => overlaps(r, o));
-    // the label belongs to the box: panels above or below go beyond it
-    const t = tagRects[i];
-    const top = t && t[1] + t[3] <= y + 1 ? Math.min(y, t[1]) : y;
-    const bottom = t && t[1] >= y + bh - 1 ? Math.max(y + bh, t[1] + t[3]) : y + bh;
-    for (const [kind, scale] of [["full", 1], ["small", SMALL_SCALE]]) {
-      const g = panelGeometry(u, scale);
-      const rect = panelCandidates(W, H, boxes[i], top, bottom, g.w, g.h, 6).find(free);
-      if (rect) { plan[i] = { kind, rect, scale }; break; }
-    }
-    if (!plan[i]) {
-      // no panel fits: the strip just below the box if that is free, else just inside its
-      // bottom edge, which always fits
-      const sh = stripHeight(u), lw = boxLine(u);
-      let rect = [x, y + bh + m, bw, sh];
-      if (!(rect[0] >= 0 && rect[0] + rect[2] <= W && rect[1] + sh <= H && free(rect))) {
-        const x0 = Math.max(0, x + lw), x1 = Math.min(W, x + bw - lw), y1 = Math.min(H, y + bh - lw);
-        rect = [x0, Math.max(0, y1 - sh), Math.max(0, x1 - x0), Math.max(0, Math.min(sh, y1))];
-      }
-      plan[i] = { kind: "strip", rect, scale: 1 };
-    }
-    placed.push(plan[i].rect);
-  }
-  return plan;
-}
-
-// The dark panel: every class name and its bar.
-function drawPanel(ctx, dist, panel, u) {
-  const g = panelGeometry(u, panel.scale);
-  const [px, py, pw, ph] = panel.rect;
+// The dark panel: every class name and its bar, sized to the planned rect.
+function drawPanel(ctx, dist, rect) {
+  const [px, py, pw, ph] = rect;
+  const pad = Math.max(1, Math.round(Math.min(pw, ph) * 0.04));
+  const row = (ph - 2 * pad) / classes.length;
   ctx.fillStyle = "rgba(0,0,0,0.55)";
   ctx.fillRect(px, py, pw, ph);
-  ctx.font = `${g.font}px system-ui, sans-serif`;
-  ctx.textBaseline = "top";
+  ctx.font = `${Math.max(5, Math.floor(row * 0.8))}px system-ui, sans-serif`;
+  ctx.textBaseline = "middle";
+  const nameW = Math.min(pw * 0.55, Math.max(...classes.map((c) => ctx.measureText(c).width)));
+  const barX = px + 2 * pad + nameW;
+  const barW = Math.max(1, px + pw - pad - barX);
   classes.forEach((name, i) => {
     const p = dist[name] || 0;
-    const y = py + 3 + i * g.row;
+    const y = py + pad + i * row;
     ctx.fillStyle = "#ddd";
-    ctx.fillText(name, px + g.pad, y);
+    ctx.fillText(name, px + pad, y + row / 2, nameW);
     ctx.fillStyle = colorOf(name);
-    ctx.fillRect(px + g.nameW, y + 1, Math.max(1, p * g.barW), g.row - 3);
+    ctx.fillRect(barX, y + row * 0.2, Math.max(1, p * barW), row * 0.6);
   });
 }
 
@@ -182,125 +100,49 @@ function drawStrip(ctx, dist, rect) {
   });
 }
 
-// Sizes a label is tried at, after the full one: as in overlay.py, but never below 6 px.
-const TAG_SHRINK = [0.8, 0.65];
-
-// Area of rect r that the rects in `others` cover (summed, so covering two counts twice).
-function coverArea(r, others) {
-  let a = 0;
-  for (const o of others) {
-    const iw = Math.min(r[0] + r[2], o[0] + o[2]) - Math.max(r[0], o[0]);
-    const ih = Math.min(r[1] + r[3], o[1] + o[3]) - Math.max(r[1], o[1]);
-    if (iw > 0 && ih > 0) a += iw * ih;
-  }
-  return a;
+// A label on its planned background: the text as large as the rect's height allows, and
+// narrower if the browser's font runs wider than the server measured.
+function drawLabel(ctx, text, rect, color) {
+  const [x, y, w, h] = rect;
+  ctx.fillStyle = color;
+  ctx.fillRect(x, y, w, h);
+  let px = Math.max(6, Math.floor(h * 0.72));
+  ctx.font = LABEL_FONT(px);
+  const tw = ctx.measureText(text).width;
+  if (tw > w - 4) { px = Math.max(6, Math.floor(px * (w - 4) / tw)); ctx.font = LABEL_FONT(px); }
+  ctx.fillStyle = "#000";
+  ctx.textBaseline = "middle";
+  ctx.fillText(text, x + 2, y + h / 2, w - 4);
 }
 
-// Where each face's label goes, one {rect, x, y, font} per box in the boxes' order: rect is
-// the coloured background, (x, y) where the text starts (textBaseline "top") and font the
-// ctx.font to write it in. As in ferlab.inference.overlay.layout_tags: a label goes on the top
-// edge of its box, left-aligned (under the box when there is no room above), as it always
-// has, so a lone face's label does not move. In a crowd a label is often wider than its face
-// and would run over the neighbour's box or label, which makes both unreadable; so, largest
-// faces first (the ones a viewer looks at get the first choice), each label takes the first
-// of: centred or right-aligned over its box, inside the box at its top edge, the same at 0.8
-// and then 0.65 of the font, then under the box, that covers no other face's box and no
-// earlier label; failing that, the one clear of other faces covering least of earlier labels;
-// failing that (labels wider than a face and its gaps), the one covering least of other faces
-// (4x: a hidden face is worse than two labels touching) and labels. Pure but for measuring
-// text with ctx (ctx.font is left set to some label font).
-function layoutTags(ctx, W, H, boxes, texts, u = 1, font = Math.round(14 * u)) {
-  const lw = boxLine(u);
-  const m = Math.ceil(lw / 2) + 1; // a box's outline reaches this far out
-  const faces = boxes.map((b) => grow(b, m));
-  const order = boxes.map((_, i) => i).sort((a, b) => boxes[b][2] * boxes[b][3] - boxes[a][2] * boxes[a][3] || a - b);
-  const sizes = [font, ...TAG_SHRINK.map((k) => Math.max(6, Math.round(font * k)))]
-    .filter((v, k, all) => all.indexOf(v) === k); // small fonts round to the same size
-  const css = (px) => `bold ${px}px system-ui, sans-serif`;
-  const tags = new Array(boxes.length).fill(null);
-  const placed = [];
-  for (const i of order) {
-    const [bx, by, bw, bh] = boxes[i];
-    const cands = [];
-    // rect of a label at font px with its left edge at x and top at y: 4 px of padding around
-    // the text, kept inside the canvas sideways (as the video overlay does), so a face at the
-    // right edge does not have its label cut off
-    const add = (px, tw, x, y) => {
-      const w = tw + 8;
-      x = Math.min(Math.max(x, 0), Math.max(0, W - w));
-      cands.push({ rect: [x, y, w, px + 8], x: x + 4, y: y + 4, font: css(px) });
-    };
-    const widths = sizes.map((px) => { ctx.font = css(px); return ctx.measureText(texts[i]).width; });
-    // today's spot first: left-aligned on the top edge, or under the box at the canvas's top
-    const up0 = by - font - 8 >= 0;
-    add(font, widths[0], bx - lw / 2, up0 ? by - font - 8 : by + bh);
-    // left-aligned (the outline's left edge), centred, right-aligned (the outline's right edge)
-    const xs = (w) => [bx - lw / 2, bx + bw / 2 - w / 2, bx + bw + lw / 2 - w];
-    sizes.forEach((px, k) => {
-      const w = widths[k] + 8;
-      if (by - px - 8 >= 0) for (const x of xs(w)) add(px, widths[k], x, by - px - 8);
-      for (const x of xs(w)) add(px, widths[k], x, by); // inside the box at its top edge
-    });
-    sizes.forEach((px, k) => { // under the box: the last resort before covering a neighbour
-      if (by + bh + px + 8 <= H) for (const x of xs(widths[k] + 8)) add(px, widths[k], x, by + bh);
-    });
-    const others = faces.filter((_, j) => j !== i);
-    let best = null, bestClear = null, bestAny = null;
-    for (const c of cands) {
-      const onFace = coverArea(c.rect, others), onTag = coverArea(c.rect, placed);
-      if (onFace === 0 && onTag === 0) { best = c; break; }
-      if (onFace === 0 && (!bestClear || onTag < bestClear.onTag)) bestClear = { c, onTag };
-      const cost = 4 * onFace + onTag;
-      if (!bestAny || cost < bestAny.cost) bestAny = { c, cost };
-    }
-    tags[i] = best || (bestClear ? bestClear.c : bestAny.c);
-    placed.push(tags[i].rect);
-  }
-  return tags;
-}
-
-// Draw boxes, track ids, labels and the 7-class distributions of one result onto ctx. Boxes
-// are in the pixels of the analysed image; `scale` maps them to the canvas. Returns what was
-// drawn, with each face's planned distribution as `panel` and its label's rect as `tag`.
-function drawFaces(ctx, faces, scale) {
+// Draw boxes, labels and the 7-class distributions of one result onto ctx as `layout` plans
+// them (a result without one gets its boxes only). `scale` maps the analysed image's pixels
+// to the canvas. Returns what was drawn, with each face's label rect as `tag` and its
+// distribution as `panel`.
+function drawFaces(ctx, faces, layout, scale) {
   const W = ctx.canvas.width, H = ctx.canvas.height;
   const u = Math.max(0.6, Math.min(W, H * 16 / 9) / 960);
-  const font = Math.round(14 * u);
-  const lw = boxLine(u);
-  const items = faces.map((face) => {
-    const box = face.box.map((v) => v * scale);
+  const plan = layout || { tags: [], panels: [] };
+  const items = faces.map((face, i) => {
     const uncertain = face.uncertain === true;  // drawn grey, named "uncertain", bars kept
-    const pct = Math.round(face.confidence * 100);
-    const text = (face.track_id === null || face.track_id === undefined ? "" : `#${face.track_id} `)
-      + (uncertain ? `uncertain (${face.label} ${pct}%)` : `${face.label} ${pct}%`);
-    return { face, box, text, uncertain, color: uncertain ? UNCERTAIN_COLOR : colorOf(face.label) };
+    const tag = plan.tags[i], panel = plan.panels[i];
+    return { face, uncertain, box: scaled(face.box, scale), color: uncertain ? UNCERTAIN_COLOR : colorOf(face.label),
+             text: tag ? tag.text : "", tag: tag ? scaled(tag.rect, scale) : null,
+             panel: panel ? { kind: panel.kind, rect: scaled(panel.rect, scale), scale: panel.scale } : null };
   });
-  // labels are placed first (a label reads as its face's only next to it; a panel can go
-  // further away), then the panels around the boxes and labels
-  const tags = layoutTags(ctx, W, H, items.map((it) => it.box), items.map((it) => it.text), u, font);
-  const plan = layoutPanels(W, H, items.map((it) => it.box), tags.map((t) => t.rect), u);
-
-  ctx.lineWidth = lw;
+  ctx.lineWidth = boxLine(u);
   for (const it of items) { ctx.strokeStyle = it.color; ctx.strokeRect(...it.box); }
-  items.forEach((it, i) => {
+  for (const it of items) {
+    if (!it.panel) continue;
     const dist = it.face.smoothed || it.face.probs;
-    if (plan[i].kind === "strip") drawStrip(ctx, dist, plan[i].rect); else drawPanel(ctx, dist, plan[i], u);
-  });
+    if (it.panel.kind === "strip") drawStrip(ctx, dist, it.panel.rect); else drawPanel(ctx, dist, it.panel.rect);
+  }
   // labels last, the largest faces' on top
   const bySize = items.map((_, i) => i).sort((a, b) => items[a].box[2] * items[a].box[3] - items[b].box[2] * items[b].box[3] || b - a);
-  ctx.textBaseline = "top";
-  for (const i of bySize) {
-    const { text, color } = items[i];
-    const t = tags[i];
-    ctx.fillStyle = color;
-    ctx.fillRect(...t.rect);
-    ctx.fillStyle = "#000";
-    ctx.font = t.font; // a crowded label may be written smaller
-    ctx.fillText(text, t.x, t.y);
-  }
-  return items.map((it, i) => ({ box: it.box, label: it.face.label, track_id: it.face.track_id,
-                                 confidence: it.face.confidence, uncertain: it.uncertain, color: it.color,
-                                 tag: tags[i].rect, panel: plan[i] }));
+  for (const i of bySize) if (items[i].tag) drawLabel(ctx, items[i].text, items[i].tag, items[i].color);
+  return items.map((it) => ({ box: it.box, label: it.face.label, track_id: it.face.track_id,
+                              confidence: it.face.confidence, uncertain: it.uncertain, color: it.color,
+                              text: it.text, tag: it.tag, panel: it.panel }));
 }
 
 // Overlay canvases are drawn at their on-screen size (times the pixel ratio), not at the
@@ -392,7 +234,7 @@ function togglePause() {
       const ctx = canvas.getContext("2d");
       ctx.clearRect(0, 0, canvas.width, canvas.height);
       ctx.drawImage(live.analysed, 0, 0, canvas.width, canvas.height);
-      drawFaces(ctx, live.lastMsg.faces, canvas.width / live.lastMsg.width);
+      drawFaces(ctx, live.lastMsg.faces, live.lastMsg.layout, canvas.width / live.lastMsg.width);
     }
     setStatus($("live-status"), "Paused on the last analysed frame.");
   } else {
@@ -441,7 +283,7 @@ function onLiveMessage(msg) {
   fitCanvas(canvas);
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const drawn = drawFaces(ctx, msg.faces, canvas.width / msg.width);
+  const drawn = drawFaces(ctx, msg.faces, msg.layout, canvas.width / msg.width);
   canvas.dataset.faces = String(drawn.length);
   const avg = live.rtts.reduce((a, b) => a + b, 0) / live.rtts.length;
   $("stat-rtt").textContent = avg.toFixed(0);
@@ -449,7 +291,7 @@ function onLiveMessage(msg) {
   $("stat-faces").textContent = String(msg.faces.length);
   $("stat-dropped").textContent = String(msg.dropped);
   const last = { mode: "live", seq: msg.seq, frame: msg.frame, time: msg.time, width: msg.width,
-                 height: msg.height, faces: msg.faces, drawn, rttMs: rtt, fps, canvas: "live-canvas" };
+                 height: msg.height, faces: msg.faces, layout: msg.layout, drawn, rttMs: rtt, fps, canvas: "live-canvas" };
   window.ferlabLast = last;
   if (drawn.length) window.ferlabLastWithFaces = last;
   if (live.running) setTimeout(sendFrame, 0);
@@ -530,10 +372,11 @@ async function showImage(file, result, secs) {
   canvas.height = img.naturalHeight;
   const ctx = canvas.getContext("2d");
   ctx.drawImage(img, 0, 0);
-  const drawn = drawFaces(ctx, result.faces, canvas.width / result.width);
+  const drawn = drawFaces(ctx, result.faces, result.layout, canvas.width / result.width);
   canvas.dataset.faces = String(drawn.length);
   $("image-result").hidden = false;
-  window.ferlabLast = { mode: "image", faces: result.faces, drawn, width: result.width, height: result.height, canvas: "image-canvas" };
+  window.ferlabLast = { mode: "image", faces: result.faces, layout: result.layout, drawn, width: result.width,
+                        height: result.height, canvas: "image-canvas" };
   setStatus($("upload-status"), `${result.faces.length} face(s) in ${file.name} (${secs} s).`);
 }
 
@@ -602,8 +445,9 @@ function drawVideoOverlay() {
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   const rec = recordAt($("video-player").currentTime);
-  const drawn = rec ? drawFaces(ctx, rec.faces, canvas.width / r.video.width) : [];
-  window.ferlabLast = { mode: "video", frame: rec ? rec.frame : null, faces: rec ? rec.faces : [], drawn, canvas: "video-canvas" };
+  const drawn = rec ? drawFaces(ctx, rec.faces, rec.layout, canvas.width / r.video.width) : [];
+  window.ferlabLast = { mode: "video", frame: rec ? rec.frame : null, faces: rec ? rec.faces : [],
+                        layout: rec ? rec.layout : null, drawn, canvas: "video-canvas" };
   drawPlot();
 }
 
