@@ -264,10 +264,11 @@ VERIFY_FACE = 96
 little around them (a tight crop pasted on a background) are the usual candidates; at 96 px YuNet
 confirms more of them than at 64 px, and a second look still costs a few milliseconds."""
 CONFIRM_THRESHOLD = 0.6
-"""YuNet's score in the second look that confirms a candidate. Non-faces score near 0 there
-while true faces cut by an edge often score 0.6-0.8, so 0.6 keeps those faces without adding
-false faces: ``benchmarks/bench_scale.py`` measures this policy against the stricter second look
-(0.8 at 64 px) in one run (``benchmarks/results-scale.txt``)."""
+"""YuNet's score in the second look that confirms a candidate. Most non-faces score near 0
+there while true faces cut by an edge often score 0.6-0.8, so 0.6 keeps many more of those
+faces at the price of a few more false faces (a hand can score 0.7): ``benchmarks/bench_scale.py``
+measures this policy against the stricter second look (0.8 at 64 px) in one run, recall and
+false faces per image side by side (``benchmarks/results-scale.txt``)."""
 VERIFY_CONTEXT = 3.0  # the second look's crop is this many candidate sides wide: the head and around it
 FOLLOWED_IOU = 0.5  # a candidate overlapping a face the stream follows this much is that face
 REJECTED_IOU = 0.3  # ... and one overlapping a recently rejected candidate this much is that candidate
@@ -296,8 +297,8 @@ class StreamMemory:
     the previous frame; a candidate on one is that face again and is kept) and the candidates
     the second look rejected since the current ``RECHECK_SECONDS`` period of stream time began
     (one in about the same place is dropped without a look until the next period). Owned by
-    one stream (a
-    :class:`~ferlab.inference.recognizer.Session`), never shared: the detector itself is shared."""
+    one stream (a :class:`~ferlab.inference.recognizer.Session`), never shared: the detector
+    itself is shared."""
 
     def __init__(self) -> None:
         self.followed = np.zeros((0, 4))
@@ -504,7 +505,8 @@ class ScaledDetector:
     def _second_look(self, bgr: np.ndarray, row: np.ndarray) -> np.ndarray | None:
         """YuNet again on a crop around a candidate, enlarged (or shrunk) until the candidate is
         ``verify_face`` px: its row there (frame pixels) if it finds the face with a score of at
-        least ``confirm_threshold``, else None. Parts of the crop outside the frame are black, as YuNet pads."""
+        least ``confirm_threshold``, else None. Parts of the crop outside the frame are black, as
+        YuNet pads."""
         x, y, w, h = (float(v) for v in row[:4])
         side = max(w, h)
         f = self.verify_face / side

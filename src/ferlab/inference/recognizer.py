@@ -266,7 +266,6 @@ class Session:
         opts = (options or InferenceOptions()).replace(**overrides)
         self.recognizer = recognizer
         self.options = opts
-        self.smoothing = opts.smoothing
         self.smoother = make_smoother(opts.smoothing, opts.window, opts.ema_alpha)
         # missed counts detection rounds, so scale it to keep the same wall-clock grace period
         self.tracker = IouTracker(iou_threshold=opts.iou_threshold,
