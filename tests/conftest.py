@@ -13,9 +13,9 @@ FERPLUS = SHARED / "data" / "ferplus"
 SAMPLES = SHARED / "samples"
 YUNET = SHARED / "models" / "yunet" / "face_detection_yunet_2026may.onnx"
 
-# The repository's model zoo (every model it trained, zoo/README.md): tests refer to its models by
+# The repository's model zoo (every model it trained, maintainers/zoo/README.md): tests refer to its models by
 # name, as the training configs do, through $FERLAB_ZOO.
-ZOO = Path(__file__).resolve().parents[1] / "zoo"
+ZOO = Path(__file__).resolve().parents[1] / "maintainers" / "zoo"
 os.environ.setdefault("FERLAB_ZOO", str(ZOO))
 
 TINY_MODEL_CFG = {"name": "fernet", "widths": [8, 16, 16, 16], "depths": [0, 0, 0, 0],

@@ -1,4 +1,4 @@
-"""What the fault suite (tests/test_faults.py) and its figures (benchmarks/bench_faults.py)
+"""What the fault suite (tests/test_faults.py) and its figures (maintainers/benchmarks/bench_faults.py)
 share: the seed corpus of real media, the byte mutations applied to it, decompression bombs
 made in a second, the child process a training kill hits, and measuring a command's peak
 memory. Not a test module (no ``test_`` prefix): imported by both.

@@ -168,7 +168,7 @@ def test_model_options_are_checked_against_the_architecture_at_load() -> None:
 # ----------------------------------------------------------------------------- typed, checked at load
 
 # the training configs of the repository, and the experiments' configs installed with the package
-COMMITTED = sorted((REPO / "configs").rglob("*.yaml")) + sorted(CONFIGS_DIR.glob("*.yaml"))
+COMMITTED = sorted((REPO / "maintainers" / "configs").rglob("*.yaml")) + sorted(CONFIGS_DIR.glob("*.yaml"))
 
 
 def test_there_are_committed_configs() -> None:
@@ -238,18 +238,18 @@ def test_choices_are_exactly_what_the_trainer_implements() -> None:
     import torch
 
     from ferlab.research.config_schema import OPTIMIZERS, SCHEDULERS
-    from ferlab.research.training import factory
+    from ferlab.research.training import optim
     from ferlab.research.training.schedule import LR_KINDS, lr_at
 
-    assert set(OPTIMIZERS) == set(factory.OPTIMIZERS)
+    assert set(OPTIMIZERS) == set(optim.OPTIMIZERS)
     assert set(SCHEDULERS) == set(LR_KINDS)
     for name in OPTIMIZERS:
         cfg = make_config(overrides=[f"optimizer={name}"])
-        opt = factory.create_optimizer(cfg.train, [torch.nn.Parameter(torch.zeros(3))])
+        opt = optim.create_optimizer(cfg.train, [torch.nn.Parameter(torch.zeros(3))])
         assert opt.param_groups[0]["lr"] == cfg.train.lr
     for name in SCHEDULERS:
         cfg = make_config(overrides=[f"scheduler={name}", "epochs=10"])
-        sched = factory.create_scheduler(cfg.train, steps_per_epoch=5)
+        sched = optim.create_scheduler(cfg.train, steps_per_epoch=5)
         lrs = [sched.lr(e, s) for e in range(10) for s in range(5)]
         assert all(0 < v <= cfg.train.lr for v in lrs) and lrs == [lr_at(cfg.train, e, s, 5) for e in range(10)
                                                                   for s in range(5)]

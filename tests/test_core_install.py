@@ -28,7 +28,7 @@ def _shipped() -> list[str]:
 
 
 def test_box_models_were_made_from_their_zoo_checkpoints() -> None:
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "export_shipped_onnx.py"), "--check"],
+    proc = subprocess.run([sys.executable, str(REPO / "maintainers" / "scripts" / "export_shipped_onnx.py"), "--check"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -44,7 +44,7 @@ def test_box_model_computes_what_its_checkpoint_computes(name: str, fer_data) ->
     from ferlab.inference.preprocess import faces_to_input
 
     box = resolve_model(name)
-    zoo = REPO / "zoo" / f"{next(m for m in shipped_models() if m.name == name).meta['zoo_name']}.safetensors"
+    zoo = REPO / "maintainers" / "zoo" / f"{next(m for m in shipped_models() if m.name == name).meta['zoo_name']}.safetensors"
     faces = np.ascontiguousarray(fer_data.split("test").images[:700])
     ckpt = load_checkpoint(zoo)
     p_torch = predict_probs(ckpt.model, faces, ckpt.mean, ckpt.std)

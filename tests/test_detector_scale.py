@@ -3,7 +3,7 @@ and a face in a 4000 px photo, finds nothing on a background, and is what every 
 
 Real pixels: the sample photos of the shared folder (skipped with a reason when absent) and
 scikit-learn's bundled sample photo of a temple (a real, face-free image). The full measurement
-is ``benchmarks/bench_scale.py``.
+is ``maintainers/benchmarks/bench_scale.py``.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""scripts/device_tree.sh: what a device call would carry, and slim/restore of the shipped weights,
+"""maintainers/scripts/device_tree.sh: what a device call would carry, and slim/restore of the shipped weights,
 run in a throwaway git repository shaped like this one (the real index is never touched)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "device_tree.sh"
+SCRIPT = Path(__file__).resolve().parents[1] / "maintainers" / "scripts" / "device_tree.sh"
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -16,7 +16,7 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def _script(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "scripts/device_tree.sh", *args], cwd=repo, capture_output=True, text=True)
+    return subprocess.run(["bash", "maintainers/scripts/device_tree.sh", *args], cwd=repo, capture_output=True, text=True)
 
 
 @pytest.fixture()
@@ -24,8 +24,8 @@ def repo(tmp_path: Path) -> Path:
     if shutil.which("git") is None:
         pytest.skip("git not installed")
     r = tmp_path / "repo"
-    (r / "scripts").mkdir(parents=True)
-    shutil.copy(SCRIPT, r / "scripts" / "device_tree.sh")
+    (r / "maintainers" / "scripts").mkdir(parents=True)
+    shutil.copy(SCRIPT, r / "maintainers" / "scripts" / "device_tree.sh")
     pre = r / "src" / "ferlab" / "pretrained"
     pre.mkdir(parents=True)
     (pre / "big.safetensors").write_bytes(b"\0" * (40 << 20))

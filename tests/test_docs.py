@@ -1,8 +1,8 @@
 """Numbers in the docs and sidecars come from artefacts and commands, never from typing.
 
-- README.md's results table, MODEL_CARD.md and zoo/README.md are written by
-  scripts/render_docs.py from the sidecars and the committed benchmark output; ``--check`` fails
-  when they disagree, and every zoo model must have its section in zoo/README.md.
+- README.md's results table, MODEL_CARD.md and maintainers/zoo/README.md are written by
+  maintainers/scripts/render_docs.py from the sidecars and the committed benchmark output; ``--check`` fails
+  when they disagree, and every zoo model must have its section in maintainers/zoo/README.md.
 - Each box model's sidecar metrics are what ``ferlab evaluate`` measures now on the box's own
   file: PublicTest in the default suite, every recorded split under ``-m slow``; its calibration
   was fitted for exactly the weights it holds.
@@ -22,20 +22,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = {"val": ("val", False), "test": ("test", False), "test-tta": ("test", True),
           "test-all": ("test-all", False), "test-all-tta": ("test-all", True)}
-DOCS = [REPO / "README.md", REPO / "src" / "ferlab" / "pretrained" / "MODEL_CARD.md", REPO / "zoo" / "README.md",
+DOCS = [REPO / "README.md", REPO / "src" / "ferlab" / "pretrained" / "MODEL_CARD.md", REPO / "maintainers" / "zoo" / "README.md",
         *sorted((REPO / "docs").glob("*.md"))]
 MODEL_CARD_MAX_WORDS = 1000
 
 
 def _render_docs():  # noqa: ANN202 - the script as a module
-    spec = importlib.util.spec_from_file_location("render_docs", REPO / "scripts" / "render_docs.py")
+    spec = importlib.util.spec_from_file_location("render_docs", REPO / "maintainers" / "scripts" / "render_docs.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_generated_docs_match_the_artefacts() -> None:
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "render_docs.py"), "--check"],
+    proc = subprocess.run([sys.executable, str(REPO / "maintainers" / "scripts" / "render_docs.py"), "--check"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -67,7 +67,7 @@ def test_render_docs_detects_a_stale_number(docs_copy) -> None:  # noqa: ANN001
 
 
 def test_every_zoo_model_has_its_section(docs_copy) -> None:  # noqa: ANN001
-    """A zoo model whose block is missing from zoo/README.md stops the render, naming it."""
+    """A zoo model whose block is missing from maintainers/zoo/README.md stops the render, naming it."""
     rd = docs_copy
     name = rd.zoo_models()[0].name
     text = rd.ZOO_README.read_text()
@@ -80,7 +80,7 @@ def test_every_zoo_model_has_its_section(docs_copy) -> None:  # noqa: ANN001
 def test_zoo_section_without_a_sidecar_shows_no_number(docs_copy) -> None:  # noqa: ANN001
     rd = docs_copy
     body = rd.zoo_model(rd.Artefacts(), "not_trained_yet")
-    assert "zoo/not_trained_yet.json" in body and not re.search(r"\d", body.replace("not_trained_yet", ""))
+    assert "maintainers/zoo/not_trained_yet.json" in body and not re.search(r"\d", body.replace("not_trained_yet", ""))
 
 
 def test_wilson_interval() -> None:
@@ -125,7 +125,7 @@ def test_docs_stay_inside_the_repository(doc: Path) -> None:
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
 def test_cited_repository_paths_exist(doc: Path) -> None:
-    """Every `src/...`, `scripts/...` etc. a document cites is in the repository (a glob
+    """Every `src/...`, `maintainers/scripts/...` etc. a document cites is in the repository (a glob
     matches something); a moved file must take its mentions with it."""
     text = doc.read_text()
     missing = [p for p in REPO_PATH.findall(text) if not (any(REPO.glob(p)) if "*" in p else (REPO / p).exists())]
@@ -210,13 +210,13 @@ def test_box_calibrations_were_fitted_for_these_weights(name: str) -> None:
     m = next(m for m in _box() if m.name == name)
     source = {p.key: p.value for p in onnx.load(str(m.path)).metadata_props}["source_sha256"]
     _fitted_for(m.meta, source, name)
-    zoo = REPO / "zoo" / f"{m.meta['zoo_name']}.safetensors"
+    zoo = REPO / "maintainers" / "zoo" / f"{m.meta['zoo_name']}.safetensors"
     if zoo.is_file():
-        assert sha256_file(zoo) == source, f"{name}: the box file was made from other weights than zoo/{zoo.name}"
+        assert sha256_file(zoo) == source, f"{name}: the box file was made from other weights than maintainers/zoo/{zoo.name}"
 
 
 def _zoo() -> list[str]:
-    return [p.stem for p in sorted((REPO / "zoo").glob("*.safetensors")) if p.with_suffix(".json").is_file()]
+    return [p.stem for p in sorted((REPO / "maintainers" / "zoo").glob("*.safetensors")) if p.with_suffix(".json").is_file()]
 
 
 @pytest.mark.parametrize("name", _zoo())
@@ -225,5 +225,5 @@ def test_zoo_calibrations_were_fitted_for_these_weights(name: str) -> None:
 
     from ferlab.fileio import sha256_file
 
-    weights = REPO / "zoo" / f"{name}.safetensors"
+    weights = REPO / "maintainers" / "zoo" / f"{name}.safetensors"
     _fitted_for(json.loads(weights.with_suffix(".json").read_text()), sha256_file(weights), name)

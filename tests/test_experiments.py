@@ -48,7 +48,7 @@ def test_every_row_has_a_config_that_builds() -> None:
 
 
 def test_exp09_is_exactly_the_thesis_config() -> None:
-    a, b = cfg_of(FINAL).model_dump(), make_config(REPO / "configs" / "thesis.yaml").model_dump()
+    a, b = cfg_of(FINAL).model_dump(), make_config(REPO / "maintainers" / "configs" / "thesis.yaml").model_dump()
     a.pop("name"), b.pop("name")
     assert a == b
 

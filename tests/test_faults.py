@@ -13,7 +13,7 @@
 
 Fast parts run by default (about a minute on two cores); ``-m slow`` runs the long ones
 (many more fuzz examples, 50 random kills of training, peak memory of a 49 Mpx photo). The
-figures over all of it come from ``benchmarks/bench_faults.py``.
+figures over all of it come from ``maintainers/benchmarks/bench_faults.py``.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""scripts/fer2013_pack.py: FER2013 in one small file for the development machines' device
-calls (scripts/pack_data.py), and back into FER2013's own format, which ferlab reads.
+"""maintainers/scripts/fer2013_pack.py: FER2013 in one small file for the development machines' device
+calls (maintainers/scripts/pack_data.py), and back into FER2013's own format, which ferlab reads.
 
 The module is maintainer tooling outside the package, so it is imported from its path.
 """
@@ -18,7 +18,7 @@ from ferlab.research.data import FerData, load_fer2013
 from ferlab.errors import FerlabError
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = REPO / "scripts"
+SCRIPTS = REPO / "maintainers" / "scripts"
 
 
 def _module() -> Any:
@@ -115,7 +115,7 @@ def test_ferlab_itself_reads_no_packs(synthetic_csv: Path, tmp_path: Path) -> No
 
 
 def test_pack_data_script_packs_and_unpacks(synthetic_csv: Path, tmp_path: Path) -> None:
-    """``scripts/pack_data.py`` end to end, each step checked against its source by the script."""
+    """``maintainers/scripts/pack_data.py`` end to end, each step checked against its source by the script."""
     pack = [sys.executable, str(SCRIPTS / "pack_data.py"), "--data", str(synthetic_csv), "--out",
             str(tmp_path / "d.npz"), "--codec", "xz"]
     proc = subprocess.run(pack, capture_output=True, text=True, timeout=300)

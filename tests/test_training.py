@@ -447,12 +447,12 @@ def test_sidecar_val_accuracy_equals_ferlab_evaluate(smoke_run: tuple[Path, dict
 
 
 def test_train_command_end_to_end(synthetic_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``ferlab train --config configs/fernet.yaml --data CSV key=value ...``; a bad value fails
+    """``ferlab train --config maintainers/configs/fernet.yaml --data CSV key=value ...``; a bad value fails
     at load, before any data is read, with one line naming the key."""
     from ferlab.cli import main
 
     out = tmp_path / "run"
-    base = ["train", "--config", str(REPO / "configs" / "fernet.yaml"), "--data", str(synthetic_csv), "--out", str(out),
+    base = ["train", "--config", str(REPO / "maintainers" / "configs" / "fernet.yaml"), "--data", str(synthetic_csv), "--out", str(out),
             "--device", "cpu", "--quiet"]
     tiny = ["model.widths=[8, 16, 16, 16]", "model.depths=[0, 0, 0, 0]", "model.head=[16]", "epochs=1",
             "batch_size=32", "threads=1"]

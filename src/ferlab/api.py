@@ -76,12 +76,15 @@ def analyze(image: Any, model: str | os.PathLike[str] | None = None, **options: 
     OpenCV reads it, or gray). ``model``: ``"fer2013"`` (default), ``"ferplus"``, a checkpoint or
     an ``.onnx`` file. ``options``: those of :class:`ferlab.Recognizer` (e.g. ``detector="haar"``,
     ``tta="flip"``). ``uncertain`` is True when the model's calibrated confidence says the face
-    cannot be read reliably (None for a model without a calibration).
+    cannot be read reliably (None for a model without a calibration). A face found only with the
+    photo turned (a sideways photo without an EXIF orientation tag) also has ``"rotation"``: the
+    degrees the photo was turned clockwise to read it; its box is in the photo's own pixels.
     """
     faces = _recognizer(model, options).predict(load_any(image))
     return [{"box": [int(v) for v in f.box],
              "emotions": {str(n): round(float(p), 6) for n, p in zip(f.class_names, f.probs)},
              "dominant": f.label,
              "uncertain": None if f.uncertain is None else bool(f.uncertain),
-             "uncertainty": None if f.uncertainty is None else round(float(f.uncertainty), 6)}
+             "uncertainty": None if f.uncertainty is None else round(float(f.uncertainty), 6),
+             **({"rotation": f.rotation} if f.rotation else {})}
             for f in faces]

@@ -2,8 +2,8 @@
 
 ``auto`` picks by rule, not by a start-up race: ONNX Runtime on CPU (when onnxruntime imports
 and the export works), PyTorch when the model is on a GPU. On CPU, ORT runs FerNet faster than
-eager PyTorch at batch 1 and 4 (``benchmarks/bench_inference.py``; recorded numbers in
-``benchmarks/results-cpu.md``), and a timing race at start-up would pick differently from run
+eager PyTorch at batch 1 and 4 (``maintainers/benchmarks/bench_inference.py``; recorded numbers in
+``maintainers/benchmarks/results-cpu.md``), and a timing race at start-up would pick differently from run
 to run on a busy machine. PyTorch stays the fallback if the export fails.
 """
 from __future__ import annotations

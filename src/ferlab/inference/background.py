@@ -4,7 +4,7 @@ A 640x480 frame costs the loop about a millisecond to decode and several to enco
 detection and classification leave the second core partly idle (ONNX Runtime's threads do not
 busy-wait). OpenCV releases the GIL while it decodes and encodes, so overlapping those with
 the next frame's detection is nearly free throughput (``ferlab video -o`` against the previous
-inline loop: benchmarks/results-cpu.md, section 3c). Both queues are short and bounded, so memory stays
+inline loop: maintainers/benchmarks/results-cpu.md, section 3c). Both queues are short and bounded, so memory stays
 flat whatever the video length, and errors raised on a thread are re-raised in the loop.
 
 Only files are read ahead: a camera or network stream would show frames that are several

@@ -94,7 +94,7 @@ class YuNetDetector:
     padded by repeating their border, YuNet's box (found on 88.7%) has a median height of 1.001
     of the 48 px frame and a width of 0.762 of it, with its centre 0.016 box heights above the
     frame's; so the frame is the square on the longer side, centred on the box, to under 1 px at
-    48x48 (``benchmarks/bench_fidelity.py --framing 1500``, ``benchmarks/results-fidelity.txt``)."""
+    48x48 (``maintainers/benchmarks/bench_fidelity.py --framing 1500``, ``maintainers/benchmarks/results-fidelity.txt``)."""
 
     name = "yunet"
 
@@ -183,7 +183,7 @@ class _OrtYuNet:
     decoding as OpenCV's ``FaceDetectorYN`` (frame padded to a multiple of 32, raw BGR pixels,
     score = sqrt(cls * obj), boxes and landmarks decoded per stride-8/16/32 cell, NMS by
     ``cv2.dnn.NMSBoxes``), at about 40% of the CPU time on a 640x480 frame
-    (benchmarks/results-cpu.md, section 2). tests/test_detector.py checks it finds the same boxes as
+    (maintainers/benchmarks/results-cpu.md, section 2). tests/test_detector.py checks it finds the same boxes as
     OpenCV on real footage. ORT sessions may be called from several threads at once."""
 
     def __init__(self, path: Path, score_threshold: float, nms_threshold: float, top_k: int,
@@ -242,7 +242,7 @@ YUNET_SMALLEST = 28
 scores almost every face of this size >= ``CANDIDATE_THRESHOLD`` (at its own 0.8 only 94%;
 24 px: 88%), and the second look confirms it. The finest pass is the scale at which a
 ``min_face`` face is this large. On 1920x1080 canvases 28 and 32 px gave the same recall of the
-sample-photo faces in ``benchmarks/bench_scale.py`` (one hard, cut-off face apart), and 28 needs
+sample-photo faces in ``maintainers/benchmarks/bench_scale.py`` (one hard, cut-off face apart), and 28 needs
 a 23% smaller finer pass, which keeps a 3.6 MP photo under 100 ms."""
 YUNET_LARGEST = 480
 """Face side (px, in the image YuNet sees) up to which it finds >= 99% of faces: its
@@ -266,9 +266,9 @@ confirms more of them than at 64 px, and a second look still costs a few millise
 CONFIRM_THRESHOLD = 0.6
 """YuNet's score in the second look that confirms a candidate. Most non-faces score near 0
 there while true faces cut by an edge often score 0.6-0.8, so 0.6 keeps many more of those
-faces at the price of a few more false faces (a hand can score 0.7): ``benchmarks/bench_scale.py``
+faces at the price of a few more false faces (a hand can score 0.7): ``maintainers/benchmarks/bench_scale.py``
 measures this policy against the stricter second look (0.8 at 64 px) in one run, recall and
-false faces per image side by side (``benchmarks/results-scale.txt``)."""
+false faces per image side by side (``maintainers/benchmarks/results-scale.txt``)."""
 VERIFY_CONTEXT = 3.0  # the second look's crop is this many candidate sides wide: the head and around it
 FOLLOWED_IOU = 0.5  # a candidate overlapping a face the stream follows this much is that face
 REJECTED_IOU = 0.3  # ... and one overlapping a recently rejected candidate this much is that candidate
@@ -566,17 +566,24 @@ class ScaledDetector:
 
     def detect(self, bgr: np.ndarray, gray: np.ndarray, memory: StreamMemory | None = None) -> np.ndarray:
         """(K, 4) int boxes in frame pixels; ``memory`` as in :meth:`detect_faces`."""
+        return self.detect_scored(bgr, gray, memory)[0]
+
+    def detect_scored(self, bgr: np.ndarray, gray: np.ndarray,
+                      memory: StreamMemory | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`detect`'s boxes and YuNet's score of each (1.0 each for a detector without
+        scores): how face-like each box is, e.g. to tell which way a sideways photo is turned."""
         if not isinstance(self.inner, YuNetDetector) or not self.work_side:
-            return self._single(bgr, gray, self._effective_scale(gray.shape))
+            boxes = self._single(bgr, gray, self._effective_scale(gray.shape))
+            return boxes, np.ones(len(boxes))
         faces = self.detect_faces(bgr, memory)
         if not len(faces):
-            return _empty()
+            return _empty(), np.zeros(0)
         boxes = square_boxes(faces) if self.inner.square else faces[:, :4]
-        return np.round(boxes).astype(np.int32)
+        return np.round(boxes).astype(np.int32), faces[:, 14].astype(np.float64)
 
     def time_passes(self, bgr: np.ndarray, gray: np.ndarray, repeats: int = 3) -> list[tuple[str, float]]:
         """(description, best ms of ``repeats``) of each pass on this frame, resizing included:
-        what ``benchmarks/bench_scale.py`` prints as the cost of each pass."""
+        what ``maintainers/benchmarks/bench_scale.py`` prints as the cost of each pass."""
         out = []
         for p in self.plan(gray.shape):
             best = float("inf")

@@ -26,6 +26,7 @@ BACKENDS = ("auto", "torch", "onnx")
 DETECTORS = ("haar", "yunet")
 SMOOTHING_MODES = ("window", "ema", "none")
 TTA_MODES = ("none", "flip")
+ROTATE_MODES = ("auto", "none")
 SCOPES = ("model", "detector", "stream")
 
 
@@ -60,7 +61,7 @@ class InferenceOptions:
     detector_model: str | None = _opt(None, "detector", "another YuNet .onnx file for --detector yunet "
                                       "(default: the one bundled with ferlab)", metavar="PATH")
     detect_threshold: float = _opt(0.8, "detector", "YuNet's face score threshold (0.8, OpenCV's default; lower "
-                                   "finds more faces and more false ones: benchmarks/bench_fidelity.py)",
+                                   "finds more faces and more false ones: maintainers/benchmarks/bench_fidelity.py)",
                                    type=float, metavar="T")
     detect_side: int | None = _opt(640, "detector", "YuNet looks at every frame on a copy this many pixels on its "
                                    "longer side (never enlarged), where it finds faces from the whole frame down to "
@@ -77,6 +78,10 @@ class InferenceOptions:
                                        "its longer side, to bound time and memory on huge images (faces below "
                                        "--min-face x long side / PX are then missed; default: no limit)",
                                        type=int, metavar="PX")
+    rotate: str = _opt("auto", "detector", "photos: where no face is found upright, look again with the photo "
+                       "turned a quarter turn each way, then upside down (sideways photos without an EXIF "
+                       "orientation tag); boxes stay in the photo's own pixels (none = upright only; video and "
+                       "cameras are always upright)", choices=ROTATE_MODES)
     # -- stream (tracking + smoothing) ---------------------------------------------------
     smoothing: str = _opt("window", "stream", "window = per-face mean of the last N frames (Eq. 26); ema = per-face "
                           "exponential average; none = raw", choices=SMOOTHING_MODES)

@@ -286,6 +286,34 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int, min_side: int = 2) ->
     return out[(out[:, 2] >= min_side) & (out[:, 3] >= min_side)].astype(np.int32)
 
 
+QUARTER_TURNS = {90: 0, 180: 1, 270: 2}  # degrees clockwise -> cv2.ROTATE_90_CLOCKWISE, _180, _90_COUNTERCLOCKWISE
+
+
+def turn_image(image: np.ndarray, degrees: int) -> np.ndarray:
+    """``image`` turned clockwise by 0, 90, 180 or 270 degrees (a copy, except for 0)."""
+    if degrees == 0:
+        return image
+    return cv2.rotate(image, QUARTER_TURNS[degrees])
+
+
+def unturn_boxes(boxes: np.ndarray, degrees: int, width: int, height: int) -> np.ndarray:
+    """(x, y, w, h) boxes found in ``turn_image(image, degrees)`` as boxes of ``image`` itself
+    (``width`` x ``height``): a quarter turn maps an upright box to an upright box, exactly."""
+    b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    x, y, w, h = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    if degrees == 0:
+        out = b
+    elif degrees == 90:  # turned clockwise: a column of the photo became a row, read right to left
+        out = np.stack([y, height - (x + w), h, w], axis=1)
+    elif degrees == 270:
+        out = np.stack([width - (y + h), x, h, w], axis=1)
+    elif degrees == 180:
+        out = np.stack([width - (x + w), height - (y + h), w, h], axis=1)
+    else:
+        raise ValueError(f"degrees must be 0, 90, 180 or 270, not {degrees}")
+    return out.astype(np.int32)
+
+
 def list_images(paths: list[str | os.PathLike[str]]) -> list[Path]:
     """Expand folders (recursively, sorted) into image files; explicit files are kept as given
     so a wrong one gets a clear error instead of being silently skipped."""

@@ -23,7 +23,8 @@ from .backends import Backend, OnnxBackend, make_backend
 from .detector import FaceDetector, ScaledDetector, StreamMemory, make_detector
 from .model_info import ModelInfo
 from .options import InferenceOptions, split_options
-from .preprocess import clip_boxes, crop_faces, faces_to_input, load_image, make_batch, to_bgr, to_gray
+from .preprocess import (clip_boxes, crop_faces, faces_to_input, load_image, make_batch, to_bgr, to_gray, turn_image,
+                         unturn_boxes)
 from .results import Face, FrameResult
 from .smoothing import make_smoother
 from .stream import FrameFilter, Sink, Stream
@@ -63,6 +64,14 @@ class Calibration:
         u = 1.0 - float(temper(face.display_probs[None], self.temperature).max())
         face.uncertainty, face.uncertain = u, bool(u >= self.threshold)
         return face
+
+
+UPRIGHT_SURE = 0.9
+"""A photo whose clearest face YuNet scores this high is upright (``rotate="auto"``): frontal
+upright faces score 0.9-0.95, the same faces seen sideways at most 0.87 and upside down up to
+0.9 (``maintainers/benchmarks/bench_orientation.py``). About one upright photo in ten, its faces
+small, blurred or in profile, scores lower and is also looked at turned."""
+TURN_MARGIN = 0.02  # a turned photo wins only if its clearest face scores this much higher
 
 
 class Recognizer:
@@ -178,12 +187,45 @@ class Recognizer:
             image = load_image(image)
         bgr = to_bgr(image)
         gray = to_gray(bgr)
+        degrees, gray, boxes = self._find_faces(bgr, gray)
+        probs = self.classify(gray, boxes)  # each face read upright, in the turned photo
+        height, width = image.shape[:2]
+        boxes = unturn_boxes(boxes, degrees, width, height)
+        order = np.lexsort((boxes[:, 1], boxes[:, 0])) if len(boxes) else np.zeros(0, np.int64)
+        return [self._judged(Face(tuple(int(v) for v in boxes[i]), probs[i], self.class_names,  # type: ignore[arg-type]
+                                  rotation=degrees))
+                for i in order]
+
+    def _find_faces(self, bgr: np.ndarray, gray: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """(degrees, gray, boxes): the photo's faces, and which way up it is. ``gray`` and
+        ``boxes`` are those of the photo turned by ``degrees`` clockwise.
+
+        A photo whose clearest face YuNet scores at least ``UPRIGHT_SURE`` is upright: nothing
+        more is done (most photos). Otherwise, with ``rotate="auto"``, the photo is also looked
+        at turned a quarter turn each way and upside down, and the turn whose clearest face
+        scores highest wins, if it beats upright by ``TURN_MARGIN``: a sideways photo whose EXIF
+        tag is missing, or one upside down (YuNet finds upside-down faces too, at lower scores,
+        and a face read upside down gets the wrong expression).
+        """
+        boxes, best = self._detect_scored(bgr, gray)
+        if best >= UPRIGHT_SURE or self.options.rotate == "none":
+            return 0, gray, boxes
+        choice = (best + TURN_MARGIN, 0, gray, boxes)
+        for degrees in (90, 270, 180):
+            g = turn_image(gray, degrees)
+            found, score = self._detect_scored(turn_image(bgr, degrees), g)
+            if score > choice[0]:
+                choice = (score, degrees, g, found)
+        return choice[1], choice[2], choice[3]
+
+    def _detect_scored(self, bgr: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, float]:
+        """Boxes of one photo and the score of its clearest face (0 for none; 1 for a detector
+        without scores, which is then trusted upright)."""
+        if isinstance(self.detector, ScaledDetector):
+            boxes, scores = self.detector.detect_scored(bgr, gray)
+            return clip_boxes(boxes, gray.shape[1], gray.shape[0]), float(scores.max()) if len(scores) else 0.0
         boxes = self.detect(bgr, gray)
-        if len(boxes):
-            boxes = boxes[np.lexsort((boxes[:, 1], boxes[:, 0]))]
-        probs = self.classify(gray, boxes)
-        return [self._judged(Face(tuple(int(v) for v in b), p, self.class_names))  # type: ignore[arg-type]
-                for b, p in zip(boxes, probs)]
+        return boxes, 1.0 if len(boxes) else 0.0
 
     def _judged(self, face: Face) -> Face:
         return face if self.calibration is None else self.calibration.judge(face)

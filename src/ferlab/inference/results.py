@@ -35,6 +35,9 @@ class Face:
     # model's threshold (both chosen on PublicTest); None without a calibration
     uncertainty: float | None = None
     uncertain: bool | None = None
+    # degrees the photo was turned clockwise before this face was found and read (a sideways
+    # photo, option ``rotate``); the box is in the photo's own pixels either way
+    rotation: int = 0
 
     @property
     def display_probs(self) -> np.ndarray:
@@ -59,6 +62,7 @@ class Face:
             "smoothed": None if self.smoothed is None else _dist(self.smoothed, self.class_names),
             "uncertain": None if self.uncertain is None else bool(self.uncertain),
             "uncertainty": None if self.uncertainty is None else round(float(self.uncertainty), _DECIMALS),
+            **({"rotation": int(self.rotation)} if self.rotation else {}),
         }
 
 

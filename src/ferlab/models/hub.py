@@ -14,7 +14,7 @@ evaluation, fine-tuning from it) reads the same tensors back out of it
 
 Other checkpoints are found by path, or by name in a *model zoo*: a folder of
 ``NAME.safetensors`` + ``NAME.json`` named by ``$FERLAB_ZOO`` (this repository keeps the record
-of every model it trained in ``zoo/``, with their lineage in ``zoo/README.md``).
+of every model it trained in ``maintainers/zoo/``, with their lineage in ``maintainers/zoo/README.md``).
 """
 from __future__ import annotations
 

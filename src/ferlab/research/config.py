@@ -1,6 +1,6 @@
 """Run configuration: typed defaults, overridden by a YAML file, then by ``key=value``.
 
-The defaults ARE the thesis recipe (sections 6.1-6.2, Table 6), so ``configs/thesis.yaml``
+The defaults ARE the thesis recipe (sections 6.1-6.2, Table 6), so ``maintainers/configs/thesis.yaml``
 only names the run; every experiment of section 5 is a small YAML delta on top of it.
 A config may name a parent with ``base: other.yaml`` (resolved relative to the file).
 

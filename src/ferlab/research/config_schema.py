@@ -1,7 +1,7 @@
 """The typed schema of a run configuration (pydantic v2): names, types, ranges and choices.
 
 The defaults ARE the thesis recipe (sections 6.1-6.2, Table 6). The choices listed here are
-exactly what the trainer implements (``training/factory.py``); a test builds each of them.
+exactly what the trainer implements (``training/optim.py``); a test builds each of them.
 ``model.*`` depends on the architecture, so it is checked against the options of the
 builder that the model factory registered under ``model.name``; it stays a dict (the builder's
 keyword arguments), read through :attr:`Config.arch` and :attr:`Config.pretrained`.

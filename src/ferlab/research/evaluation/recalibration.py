@@ -4,7 +4,7 @@ and folded into the network's last linear layer.
 Why: the thesis's class-weighted loss (Eq. 1) and label smoothing (Eq. 13-15) both move a
 model's output away from the frequencies it will meet at test time: rare classes are pushed up
 and every probability is pulled towards uniform. A single temperature cannot undo a per-class
-shift (``benchmarks/results-calibration-val.txt``: it keeps or raises ECE for most FER2013 models),
+shift (``maintainers/benchmarks/results-calibration-val.txt``: it keeps or raises ECE for most FER2013 models),
 but z'_c = w_c z_c + b_c (14 numbers) can, and because it may change the top class it can also
 recover accuracy that the weighting traded for balanced recall.
 

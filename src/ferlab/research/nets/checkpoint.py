@@ -139,5 +139,5 @@ def state_dict_from_onnx(path: Path, model: nn.Module) -> dict[str, torch.Tensor
     if missing:
         raise FerlabError(f"{path} does not hold the weights of its sidecar's model by name "
                           f"(missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); "
-                          "it must be exported without constant folding (scripts/export_shipped_onnx.py)")
+                          "it must be exported without constant folding (maintainers/scripts/export_shipped_onnx.py)")
     return state

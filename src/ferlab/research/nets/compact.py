@@ -3,7 +3,7 @@
 ResNet-18 at 48x48 without max-pool costs ~1.25 GMACs per face (counted with FlopCounterMode);
 this VGG-style network with residual stages costs about a quarter of that and keeps full 48x48
 resolution only in a thin stem, so a laptop CPU can train it in hours and run it at about
-a millisecond or two per face (benchmarks/results-cpu.md has the measured numbers).
+a millisecond or two per face (maintainers/benchmarks/results-cpu.md has the measured numbers).
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from ..config_schema import Config
 from ..data import FerData, FerPlusVotes, FerSplit, load_ferplus, resolve_data, split_votes
 from ..nets.factory import create_from_config
 from .distributed import Dist
-from .factory import LrSchedule, create_optimizer, create_scheduler
+from .optim import LrSchedule, create_optimizer, create_scheduler
 from .targets import NEEDS_VOTES, Targets, build_targets, kept_split, target_class_weights
 from .teachers import mix_targets, teacher_probs
 

@@ -8,7 +8,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on FER2013",
                        description="Train a model. Config = built-in thesis defaults <- --config YAML <- key=value "
                                    "overrides (dotted keys, e.g. train.epochs=1 or just epochs=1).")
-    p.add_argument("--config", help="YAML config (e.g. configs/thesis.yaml)")
+    p.add_argument("--config", help="YAML config (e.g. maintainers/configs/thesis.yaml)")
     p.add_argument("--data", help="FER2013 folder (train/, test/) or fer2013.csv; default $FERLAB_DATA")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--device", default=None, help="auto (default: cuda if available, else cpu) | cpu | cuda[:N]")

@@ -2,7 +2,7 @@
 
 The ensemble of two shipped models is better than either (on PublicTest, flip-TTA
 ``fernet_votesmooth`` + ``resnet18`` reach 70.1% against 68.4% for the better one alone:
-scripts/ensemble_publictest.py), but an ensemble costs twice the compute per face, which the
+maintainers/scripts/ensemble_publictest.py), but an ensemble costs twice the compute per face, which the
 live pipeline cannot pay. Distillation (Hinton et al. 2015) moves part of that gain into one compact model: its training target
 becomes
 
