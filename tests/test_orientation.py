@@ -81,3 +81,13 @@ def test_analyze_reports_the_turn(two_people: np.ndarray) -> None:
     records = ferlab.analyze(cv2.rotate(two_people, cv2.ROTATE_90_COUNTERCLOCKWISE))
     assert [r["rotation"] for r in records] == [90, 90]
     assert all("rotation" not in r for r in ferlab.analyze(two_people))
+
+
+@pytest.mark.parametrize("size", [(640, 480), (4000, 3000)])
+def test_background_gives_no_face_in_any_turn(recognizer, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    """A real face-free photo is looked at in all four turns (no face upright) and still gives none."""
+    from sklearn.datasets import load_sample_image
+
+    for name in ("china.jpg", "flower.jpg"):
+        img = cv2.resize(cv2.cvtColor(load_sample_image(name), cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_CUBIC)
+        assert recognizer.predict(img) == [], name

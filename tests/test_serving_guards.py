@@ -30,7 +30,7 @@ from starlette.testclient import WebSocketDenialResponse  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from ferlab.serving import Limits, create_app  # noqa: E402
-from ferlab.serving.engine import PixelBudget  # noqa: E402
+from ferlab.serving.inference_pool import PixelBudget  # noqa: E402
 from ferlab.serving.guards import Access, allowed_hosts_for, resolve_token  # noqa: E402
 
 PORT = 8765

@@ -7,19 +7,22 @@
 Only the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` are
 rewritten; the prose around them is the authors'. The blocks and their sources:
 
-============================  =====================================================================
-README.md ``results``          the models in the box (:func:`ferlab.models.hub.shipped_models`:
-                               ``NAME.onnx`` + ``NAME.json``), maintainers/benchmarks/results-cpu.md (ms per
-                               face) and maintainers/benchmarks/results-real-photos.json (whole pipeline on
-                               real photos)
-MODEL_CARD.md ``card-*``       the same, plus maintainers/benchmarks/results-fidelity.json (detector recall by
-                               face size)
-maintainers/zoo/README.md ``index``        every zoo model (``maintainers/zoo/NAME.safetensors`` + ``NAME.json``)
-maintainers/zoo/README.md ``NAME``         one zoo model's sidecar: config, starting point, teachers, notes,
-                               recalibration, metrics; which box model was made from it. A block
-                               whose sidecar does not exist yet says so, and a zoo model without a
-                               block is an error, so the record cannot silently miss a model.
-============================  =====================================================================
+=================================  ================================================================
+README.md ``results``               the models in the box (:func:`ferlab.models.hub.shipped_models`:
+                                    ``NAME.onnx`` + ``NAME.json``), maintainers/benchmarks/
+                                    results-video-scale.json (ms per face; results-cpu.md for a
+                                    network it lacks) and results-real-photos.json (whole pipeline
+                                    on real photos)
+MODEL_CARD.md ``card-*``            the same, plus maintainers/benchmarks/results-fidelity.json
+                                    (detector recall by face size)
+maintainers/zoo/README.md ``index``     every zoo model (``maintainers/zoo/NAME.safetensors`` + ``NAME.json``)
+maintainers/zoo/README.md ``transfer``  the pretrained backbones beside the box models: sidecars, real
+                                    photos and ms per face / 4-face fps from the same two files
+maintainers/zoo/README.md ``NAME``      one zoo model's sidecar: config, starting point, teachers, notes,
+                                    recalibration, metrics; which box model was made from it. A block
+                                    whose sidecar does not exist yet says so, and a zoo model without
+                                    a block is an error, so the record cannot silently miss a model.
+=================================  ================================================================
 
 Metrics in the sidecars come from ``ferlab evaluate`` (maintainers/scripts/evaluate_shipped.sh copies them in
 through maintainers/scripts/ship_model.py); nothing is typed by hand. Accuracies carry a 95% Wilson score
@@ -51,6 +54,8 @@ ZOO_README = ZOO / "README.md"
 BENCH_CPU = REPO / "maintainers" / "benchmarks" / "results-cpu.md"
 BENCH_REAL = REPO / "maintainers" / "benchmarks" / "results-real-photos.json"
 BENCH_FIDELITY = REPO / "maintainers" / "benchmarks" / "results-fidelity.json"
+# ms per face and 4-face fps of every model in one run (bench_inference.py section 5)
+BENCH_SPEED = REPO / "maintainers" / "benchmarks" / "results-video-scale.json"
 BENCH_LINE = re.compile(r"^\s*(?P<model>\S+)\s+ORT fp32\s+batch (?P<batch>\d+):\s+(?P<ms>[\d.]+) ms/face", re.M)
 BLOCK = re.compile(r"<!-- generated:(?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /generated:(?P=name) -->", re.S)
 # The data folder as the sidecars' notes and configs name it on the machine that trained them;
@@ -169,6 +174,7 @@ class Artefacts:
         self.real_photos = real
         self.real_by_model = {r["model"]: r for r in real.get("models", [])}
         self.fidelity = json.loads(BENCH_FIDELITY.read_text()) if BENCH_FIDELITY.is_file() else {}
+        self.speed_rows = _bench_rows(BENCH_SPEED, "models")
 
     def zoo_name(self, m: ShippedModel) -> str:
         return str(m.meta.get("zoo_name", m.name))
@@ -182,6 +188,10 @@ class Artefacts:
         same network computes the same operations whatever its weights)."""
         names = [m.name, self.zoo_name(m)]
         names += [z.name for z in self.zoo if z.meta.get("model") == m.meta.get("model")]
+        for name in names:  # the models side by side in one run first, then the older CPU record
+            if name in self.speed_rows:
+                row = self.speed_rows[name]
+                return row["ms_per_face_b1"], row["ms_per_face_b4"], name
         for name in names:
             if (name, 1) in self.bench:
                 return self.bench[(name, 1)], self.bench.get((name, 4)), name
@@ -221,14 +231,15 @@ def readme_results(a: Artefacts) -> str:
         rows.append((f"`{m.name}`" + (" (default)" if m.name == DEFAULT_MODEL else ""), reads(m),
                      f"**{acc_ci(m, 'test')}**", ferplus_ci(m), num(metric(m, "test", "macro_f1")),
                      num(metric(m, "test", "ece")), pct(real["accuracy"], 1) if real else "—",
-                     "—" if ms is None else f"{ms:.1f}"))
+                     "—" if ms is None else f"{ms:.2f}"))
     lines = table(rows, ("model", "trained to say", "PrivateTest accuracy [95% CI]", "FER+ majority agreement [95% CI]",
                          "macro-F1", "ECE", "real photos", "ms/face (CPU)"))
     n = split(a.box[0], "test").get("n") if a.box else None
     lines += ["", f"PrivateTest: {count(n)} FER2013 test faces, never used for any choice; FER+ majority: the "
                   "same faces against what most of ten people said. Real photos: the whole pipeline on "
                   f"{count(a.real_photos.get('photos'))} labelled news photos (maintainers/benchmarks/results-real-photos.txt). "
-                  "ms/face: ONNX Runtime on one 2-core CPU, batch 1 (maintainers/benchmarks/results-cpu.md)."]
+                  "ms/face: ONNX Runtime on one 2-core CPU, batch 1 (maintainers/benchmarks/results-video-scale.txt, "
+                  "section 5)."]
     return "\n".join(lines)
 
 
@@ -367,8 +378,6 @@ def zoo_index(a: Artefacts) -> str:
 
 
 TRANSFER_NETS = ("mobilenet_v2", "efficientnet_lite0")
-BENCH_REAL_TRANSFER = REPO / "maintainers" / "benchmarks" / "results-real-photos-transfer.json"
-BENCH_SPEED = REPO / "maintainers" / "benchmarks" / "results-video-scale.json"
 
 
 def _bench_rows(path: Path, key: str) -> dict[str, dict]:
@@ -380,21 +389,24 @@ def _bench_rows(path: Path, key: str) -> dict[str, dict]:
 def zoo_transfer(a: Artefacts) -> str:
     """Pretrained vs scratch: the transfer-learning runs beside the default model, one line each,
     from their sidecars and the two benchmarks that measured them in one run each."""
-    real, speed = _bench_rows(BENCH_REAL_TRANSFER, "models"), _bench_rows(BENCH_SPEED, "models")
+    real, speed = a.real_by_model, a.speed_rows
     box = sorted(a.box, key=lambda b: b.name != DEFAULT_MODEL)
     rows = []
-    for m in box + [z for z in a.zoo if z.arch in TRANSFER_NETS]:
+    # the pretrained backbones, and every FER+ reader (the ones the human-vote model in the box is chosen from)
+    votes = [z for z in a.zoo if z.meta.get("config", {}).get("train", {}).get("targets") == "ferplus-soft"]
+    for m in box + [z for z in a.zoo if z.arch in TRANSFER_NETS or z in votes]:
         mod = m.meta.get("model", {})
         bench_name = m.name
         r, v = real.get(bench_name, {}), speed.get(bench_name, {})
         rows.append((f"`{bench_name}`" + (" (box, default)" if m.name == DEFAULT_MODEL else " (box)" if m in box else ""),
                      f"`{m.arch}` {mod.get('input_size', 48)} px", _start(m),
                      str(m.meta.get("config", {}).get("train", {}).get("epochs", "—")),
-                     acc_ci(m, "val"), acc_ci(m, "test"), acc_ci(m, "test-all"), ferplus_ci(m),
+                     acc_ci(m, "val"), acc_ci(m, "test"), acc_ci(m, "test-all"), ferplus_ci(m, "val"), ferplus_ci(m),
                      pct(r.get("accuracy"), 1), f"{v['ms_per_face_b1']:.2f}" if v else "—",
                      f"{v['fps']:.0f}" if v else "—"))
     return "\n".join(table(rows, ("model", "network, input", "starts from", "epochs", "PublicTest", "PrivateTest",
-                                  "all 7,178", "FER+ majority", "real photos", "ms/face", "4-face fps")))
+                                  "all 7,178", "FER+ majority, PublicTest", "FER+ majority, PrivateTest",
+                                  "real photos", "ms/face", "4-face fps")))
 
 
 def zoo_model(a: Artefacts, name: str) -> str:
@@ -471,7 +483,7 @@ def blocks_for(path: Path, a: Artefacts) -> dict[str, Callable[[], str]]:
         names = {mt.group("name") for mt in BLOCK.finditer(path.read_text())} | {m.name for m in a.zoo}
         out: dict[str, Callable[[], str]] = {
             "index": lambda: NOTE.format(src="maintainers/zoo/*.json") + zoo_index(a),
-            "transfer": lambda: NOTE.format(src="maintainers/zoo/*.json, maintainers/benchmarks/results-real-photos-transfer.json and "
+            "transfer": lambda: NOTE.format(src="maintainers/zoo/*.json, maintainers/benchmarks/results-real-photos.json and "
                                                 "maintainers/benchmarks/results-video-scale.json") + zoo_transfer(a)}
         for name in sorted(names - {"index", "transfer"}):
             out[name] = (lambda n=name: NOTE.format(src=f"maintainers/zoo/{n}.json") + zoo_model(a, n))

@@ -23,7 +23,7 @@ if [[ -z "${SKIP_TRAIN:-}" ]]; then
 fi
 best=$(python3 -c "import json; print(json.load(open('$run/best.json'))['epoch'])")
 epochs=$(python3 -c "import json; print(json.load(open('$run/config.json'))['train']['epochs'])")
-init=$(python3 -c "import json; p=json.load(open('$run/config.json'))['model'].get('pretrained') or 'none'; print('trained from random weights' if p == 'none' else 'fine-tuned from ImageNet')")
+init=$(python3 -c "import json; c=json.load(open('$run/config.json')); z=c['train'].get('init_from'); p=c['model'].get('pretrained') or 'none'; print(f'fine-tuned from the zoo model {z}' if z else 'trained from random weights' if p == 'none' else 'fine-tuned from ImageNet')")
 secs=$(python3 -c "import json; s=json.load(open('$run/summary.json')); print(round(s['train_seconds']))")
 "$PY" maintainers/scripts/ship_model.py --checkpoint "$run/best.safetensors" --name "$NAME" --half \
   --note "$init on CPU with $CONFIG: bash maintainers/scripts/train_transfer.sh $CONFIG $NAME; $epochs epochs, $secs s; selected on PublicTest (epoch $best)"

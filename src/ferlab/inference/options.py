@@ -78,10 +78,11 @@ class InferenceOptions:
                                        "its longer side, to bound time and memory on huge images (faces below "
                                        "--min-face x long side / PX are then missed; default: no limit)",
                                        type=int, metavar="PX")
-    rotate: str = _opt("auto", "detector", "photos: where no face is found upright, look again with the photo "
-                       "turned a quarter turn each way, then upside down (sideways photos without an EXIF "
-                       "orientation tag); boxes stay in the photo's own pixels (none = upright only; video and "
-                       "cameras are always upright)", choices=ROTATE_MODES)
+    rotate: str = _opt("auto", "detector", "photos: where no face is clearly found upright, also look with the "
+                       "photo turned a quarter turn each way and upside down, and read it the way its clearest "
+                       "face is found (sideways or upside-down photos without an EXIF orientation tag); boxes stay "
+                       "in the photo's own pixels (none = upright only; video and cameras are always upright)",
+                       choices=ROTATE_MODES)
     # -- stream (tracking + smoothing) ---------------------------------------------------
     smoothing: str = _opt("window", "stream", "window = per-face mean of the last N frames (Eq. 26); ema = per-face "
                           "exponential average; none = raw", choices=SMOOTHING_MODES)

@@ -71,7 +71,11 @@ UPRIGHT_SURE = 0.9
 upright faces score 0.9-0.95, the same faces seen sideways at most 0.87 and upside down up to
 0.9 (``maintainers/benchmarks/bench_orientation.py``). About one upright photo in ten, its faces
 small, blurred or in profile, scores lower and is also looked at turned."""
-TURN_MARGIN = 0.02  # a turned photo wins only if its clearest face scores this much higher
+TURN_SURE = 0.87
+"""The least score of a turned photo's clearest face for the turn to be taken: a face-free photo
+turned shows YuNet a few face-like shapes (0.6-0.84 on the scale benchmark's backgrounds), while
+98% of upright LFW-style faces score at least this."""
+TURN_MARGIN = 0.02  # ... and it must score this much higher than the clearest face upright
 
 
 class Recognizer:
@@ -203,9 +207,10 @@ class Recognizer:
         A photo whose clearest face YuNet scores at least ``UPRIGHT_SURE`` is upright: nothing
         more is done (most photos). Otherwise, with ``rotate="auto"``, the photo is also looked
         at turned a quarter turn each way and upside down, and the turn whose clearest face
-        scores highest wins, if it beats upright by ``TURN_MARGIN``: a sideways photo whose EXIF
-        tag is missing, or one upside down (YuNet finds upside-down faces too, at lower scores,
-        and a face read upside down gets the wrong expression).
+        scores highest wins, if that face scores at least ``TURN_SURE`` and beats upright by
+        ``TURN_MARGIN``: a sideways photo whose EXIF tag is missing, or one upside down (YuNet
+        finds upside-down faces too, at lower scores, and a face read upside down gets the wrong
+        expression).
         """
         boxes, best = self._detect_scored(bgr, gray)
         if best >= UPRIGHT_SURE or self.options.rotate == "none":
@@ -214,7 +219,7 @@ class Recognizer:
         for degrees in (90, 270, 180):
             g = turn_image(gray, degrees)
             found, score = self._detect_scored(turn_image(bgr, degrees), g)
-            if score > choice[0]:
+            if score > choice[0] and score >= TURN_SURE:
                 choice = (score, degrees, g, found)
         return choice[1], choice[2], choice[3]
 

@@ -49,7 +49,7 @@ from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect
 
 from ..errors import FerlabError
-from .engine import Engine
+from .inference_pool import InferencePool
 from .guards import Access, AccessGuard
 from .limits import Limits
 from .uploads import Upload, UploadError, check_video, read_upload
@@ -114,7 +114,7 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
     ``access``: allowed Host names and the token (default: loopback names, no token)."""
     limits = limits or Limits()
     access = access or Access()
-    engine = Engine(_load_recognizer(recognizer_or_model_path, options), limits)
+    engine = InferencePool(_load_recognizer(recognizer_or_model_path, options), limits)
     app = _new_app(engine, access)
     _add_error_handlers(app)
     _add_pages(app)
@@ -124,7 +124,7 @@ def create_app(recognizer_or_model_path: Any = None, limits: Limits | None = Non
     return app
 
 
-def _new_app(engine: Engine, access: Access) -> FastAPI:
+def _new_app(engine: InferencePool, access: Access) -> FastAPI:
     """The FastAPI app, its state, the engine's shutdown and the access guards."""
     from .._version import __version__
 
@@ -190,7 +190,7 @@ def _add_pages(app: FastAPI) -> None:
         return _static(name)
 
 
-def _add_info_routes(app: FastAPI, engine: Engine) -> None:
+def _add_info_routes(app: FastAPI, engine: InferencePool) -> None:
     """``/api/health`` and ``/api/model``."""
     from .._version import __version__
 
@@ -210,7 +210,7 @@ def _add_info_routes(app: FastAPI, engine: Engine) -> None:
         return model_info
 
 
-def _add_upload_routes(app: FastAPI, engine: Engine) -> None:
+def _add_upload_routes(app: FastAPI, engine: InferencePool) -> None:
     """``POST /api/predict`` (a photo) and ``POST /api/video``."""
 
     @app.post("/api/predict", summary="Faces and emotions in one photo", openapi_extra=_UPLOAD_BODY,
@@ -243,20 +243,20 @@ def _add_upload_routes(app: FastAPI, engine: Engine) -> None:
             engine.video_jobs -= 1
 
 
-async def _read(engine: Engine, request: Request) -> Upload:
-    """The upload, read within the client's upload slot (:meth:`Engine.upload_slot`)."""
+async def _read(engine: InferencePool, request: Request) -> Upload:
+    """The upload, read within the client's upload slot (:meth:`InferencePool.upload_slot`)."""
     limits = engine.limits
     with engine.upload_slot(request.client.host if request.client else "unknown"):
         return await read_upload(request, limits.max_upload_bytes, idle_s=limits.upload_idle_s,
                                  min_rate=limits.upload_min_rate)
 
 
-def _refuse_if_busy(engine: Engine) -> None:
+def _refuse_if_busy(engine: InferencePool) -> None:
     if engine.pending >= engine.limits.max_pending:
         raise UploadError(503, "server busy: too many photos in progress, retry in a moment")
 
 
-async def _analyse_video_upload(engine: Engine, request: Request, sample_fps: float | None) -> dict[str, Any]:
+async def _analyse_video_upload(engine: InferencePool, request: Request, sample_fps: float | None) -> dict[str, Any]:
     """Read a video upload into a temporary file and analyse it in the video pool; a client
     that hangs up cancels the analysis."""
     cancel = threading.Event()
@@ -285,7 +285,7 @@ async def _analyse_video_upload(engine: Engine, request: Request, sample_fps: fl
     return {"file": filename, **result}
 
 
-def _add_live_route(app: FastAPI, engine: Engine) -> None:
+def _add_live_route(app: FastAPI, engine: InferencePool) -> None:
     """``WS /ws/live``: one :class:`LiveConnection` per client, up to ``max_clients``."""
     limits = engine.limits
 
@@ -310,7 +310,7 @@ class LiveConnection:
     """One websocket client: a receiver that keeps only the newest frame, and a processor
     that runs it and replies, paced to at most ``max_fps`` results per second."""
 
-    def __init__(self, ws: WebSocket, engine: Engine) -> None:
+    def __init__(self, ws: WebSocket, engine: InferencePool) -> None:
         self.ws = ws
         self.engine = engine
         self.limits = engine.limits

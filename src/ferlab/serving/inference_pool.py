@@ -57,7 +57,7 @@ class PixelBudget:
                 self._cond.notify_all()
 
 
-class Engine:
+class InferencePool:
     """One recognizer, its lock, the pools and the live counters the limits are checked on."""
 
     def __init__(self, recognizer: Any, limits: Limits) -> None:
@@ -200,7 +200,7 @@ def annotated_jpeg(image: np.ndarray, faces: list[Any]) -> bytes:
 
 
 class VideoBudget:
-    """Frame filter of :meth:`Engine.analyse_video`: takes frames at ``rate`` per second of
+    """Frame filter of :meth:`InferencePool.analyse_video`: takes frames at ``rate`` per second of
     video and stops the stream (:class:`~ferlab.inference.stream.StopStream`, whose reason the
     response reports) on cancellation or at the first limit reached."""
 
