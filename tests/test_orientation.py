@@ -91,3 +91,11 @@ def test_background_gives_no_face_in_any_turn(recognizer, size: tuple[int, int])
     for name in ("china.jpg", "flower.jpg"):
         img = cv2.resize(cv2.cvtColor(load_sample_image(name), cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_CUBIC)
         assert recognizer.predict(img) == [], name
+
+
+def test_cascade_reads_upright_only(two_people: np.ndarray) -> None:
+    """The thesis's cascade gives no scores, so no turn can be judged: photos are read upright."""
+    from ferlab.inference import Recognizer
+
+    sideways = cv2.rotate(two_people, cv2.ROTATE_90_CLOCKWISE)
+    assert all(f.rotation == 0 for f in Recognizer.from_pretrained(detector="haar").predict(sideways))

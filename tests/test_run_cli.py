@@ -58,3 +58,17 @@ def test_bad_sources_are_one_line(tmp_path: Path, capsys) -> None:
     (tmp_path / "x.jpg").write_text("not a photo")
     assert main(["run", str(tmp_path / "x.jpg"), "--plot", "p.png"]) != 0
     assert "needs a camera or a video" in capsys.readouterr().err
+
+
+def test_sideways_photo_rows_carry_the_turn(samples_dir: Path, tmp_path: Path) -> None:
+    """A photo stored sideways without an EXIF tag: its JSONL faces and CSV rows say it was turned."""
+    import cv2
+
+    sideways = tmp_path / "sideways.png"
+    cv2.imwrite(str(sideways), cv2.rotate(cv2.imread(str(samples_dir / "photos" / "two_people.jpg")),
+                                          cv2.ROTATE_90_CLOCKWISE))
+    assert main(["run", str(sideways), "--jsonl", str(tmp_path / "r.jsonl"), "--csv", str(tmp_path / "r.csv"),
+                 "--quiet"]) == 0
+    faces = json.loads((tmp_path / "r.jsonl").read_text())["faces"]
+    assert [f["rotation"] for f in faces] == [270, 270]
+    assert [r["rotation"] for r in csv.DictReader((tmp_path / "r.csv").open())] == ["270", "270"]

@@ -263,12 +263,12 @@ VERIFY_FACE = 96
 """The candidate's side (px) in its second look. Faces cut by the frame's edge and faces with
 little around them (a tight crop pasted on a background) are the usual candidates; at 96 px YuNet
 confirms more of them than at 64 px, and a second look still costs a few milliseconds."""
-CONFIRM_THRESHOLD = 0.6
+CONFIRM_THRESHOLD = 0.7
 """YuNet's score in the second look that confirms a candidate. Most non-faces score near 0
-there while true faces cut by an edge often score 0.6-0.8, so 0.6 keeps many more of those
-faces at the price of a few more false faces (a hand can score 0.7): ``maintainers/benchmarks/bench_scale.py``
-measures this policy against the stricter second look (0.8 at 64 px) in one run, recall and
-false faces per image side by side (``maintainers/benchmarks/results-scale.txt``)."""
+there while true faces cut by an edge often score 0.6-0.8. On the scale benchmark 0.7 found
+exactly the faces 0.6 found with 4 false faces in 485 images instead of 10, and 0.8 (at 64 px)
+1 false face but 12 fewer faces (``maintainers/benchmarks/results-scale-second-look.txt``, one
+run); a hand can still score 0.7."""
 VERIFY_CONTEXT = 3.0  # the second look's crop is this many candidate sides wide: the head and around it
 FOLLOWED_IOU = 0.5  # a candidate overlapping a face the stream follows this much is that face
 REJECTED_IOU = 0.3  # ... and one overlapping a recently rejected candidate this much is that candidate
@@ -568,11 +568,16 @@ class ScaledDetector:
         """(K, 4) int boxes in frame pixels; ``memory`` as in :meth:`detect_faces`."""
         return self.detect_scored(bgr, gray, memory)[0]
 
+    @property
+    def scores_faces(self) -> bool:
+        """Whether :meth:`detect_scored` gives YuNet's scores (the multi-pass policy), not 1.0 each."""
+        return isinstance(self.inner, YuNetDetector) and bool(self.work_side)
+
     def detect_scored(self, bgr: np.ndarray, gray: np.ndarray,
                       memory: StreamMemory | None = None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`detect`'s boxes and YuNet's score of each (1.0 each for a detector without
         scores): how face-like each box is, e.g. to tell which way a sideways photo is turned."""
-        if not isinstance(self.inner, YuNetDetector) or not self.work_side:
+        if not self.scores_faces:
             boxes = self._single(bgr, gray, self._effective_scale(gray.shape))
             return boxes, np.ones(len(boxes))
         faces = self.detect_faces(bgr, memory)

@@ -81,7 +81,8 @@ class InferenceOptions:
     rotate: str = _opt("auto", "detector", "photos: where no face is clearly found upright, also look with the "
                        "photo turned a quarter turn each way and upside down, and read it the way its clearest "
                        "face is found (sideways or upside-down photos without an EXIF orientation tag); boxes stay "
-                       "in the photo's own pixels (none = upright only; video and cameras are always upright)",
+                       "in the photo's own pixels (YuNet only: the cascade gives no scores to compare; none = upright "
+                       "only; video and cameras are always upright)",
                        choices=ROTATE_MODES)
     # -- stream (tracking + smoothing) ---------------------------------------------------
     smoothing: str = _opt("window", "stream", "window = per-face mean of the last N frames (Eq. 26); ema = per-face "

@@ -213,8 +213,9 @@ class Recognizer:
         expression).
         """
         boxes, best = self._detect_scored(bgr, gray)
-        if best >= UPRIGHT_SURE or self.options.rotate == "none":
-            return 0, gray, boxes
+        scored = isinstance(self.detector, ScaledDetector) and self.detector.scores_faces
+        if best >= UPRIGHT_SURE or self.options.rotate == "none" or not scored:
+            return 0, gray, boxes  # a detector without scores (the thesis's cascade) cannot tell
         choice = (best + TURN_MARGIN, 0, gray, boxes)
         for degrees in (90, 270, 180):
             g = turn_image(gray, degrees)
@@ -230,7 +231,7 @@ class Recognizer:
             boxes, scores = self.detector.detect_scored(bgr, gray)
             return clip_boxes(boxes, gray.shape[1], gray.shape[0]), float(scores.max()) if len(scores) else 0.0
         boxes = self.detect(bgr, gray)
-        return boxes, 1.0 if len(boxes) else 0.0
+        return boxes, float(len(boxes) > 0)
 
     def _judged(self, face: Face) -> Face:
         return face if self.calibration is None else self.calibration.judge(face)

@@ -51,12 +51,13 @@ def _photo_csv(records: list[dict[str, Any]], class_names: list[str]) -> str:
 
     buf = io.StringIO()
     out = csv.writer(buf)
-    out.writerow(["file"] + csv_header(class_names)[3:])  # no frame/time/track for a photo
+    # no frame/time/track for a photo; rotation: degrees the photo was turned to read the face
+    out.writerow(["file"] + csv_header(class_names)[3:] + ["rotation"])
     for r in records:
         for f in r.get("faces", []):
             out.writerow([r["file"], *f["box"], f["label"], f["confidence"], *f["probs"].values(),
                           *([""] * len(class_names)), "" if f["uncertain"] is None else int(f["uncertain"]),
-                          "" if f["uncertainty"] is None else f["uncertainty"]])
+                          "" if f["uncertainty"] is None else f["uncertainty"], f.get("rotation", 0)])
     return buf.getvalue()
 
 
